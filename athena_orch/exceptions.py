@@ -1,0 +1,61 @@
+"""Every error athena-orch raises; all derive from :class:`OrchestrationError`.
+
+Each class's docstring is its meaning; each message names the offending id or value.
+"""
+
+from __future__ import annotations
+
+
+class OrchestrationError(Exception):
+    """Base class of every error raised by athena-orch."""
+
+
+class ValidationError(OrchestrationError, ValueError):
+    """An argument has the wrong type or value; nothing was written."""
+
+
+class TaskNotFoundError(OrchestrationError, KeyError):
+    """A write named a task id that does not exist."""
+
+    def __str__(self) -> str:  # KeyError would repr() the message
+        return str(self.args[0]) if self.args else ""
+
+
+class AgentNotFoundError(OrchestrationError, KeyError):
+    """A write named an agent id that is not registered."""
+
+    def __str__(self) -> str:
+        return str(self.args[0]) if self.args else ""
+
+
+class DependencyError(OrchestrationError):
+    """A dependency names an unknown task, or a dependency is not yet completed."""
+
+
+class InvalidTransitionError(OrchestrationError):
+    """The task's current state does not allow the requested call."""
+
+    def __init__(self, task_id: str, status: str, action: str, detail: str = ""):
+        self.task_id, self.status, self.action = task_id, status, action
+        message = f"cannot {action} task {task_id!r}: it is {status}"
+        super().__init__(f"{message} ({detail})" if detail else message)
+
+
+class CapacityError(OrchestrationError):
+    """The agent is already running as many tasks as it may."""
+
+
+class DuplicateTaskError(OrchestrationError):
+    """An idempotency key was reused with different task content."""
+
+
+class StorageError(OrchestrationError):
+    """The database refused an operation; the original error is chained."""
+
+
+class DatabaseLockedError(StorageError):
+    """Another process holds the DuckDB file open for writing."""
+
+
+class SchemaVersionError(StorageError):
+    """The database file was written by a newer, unknown schema version."""

@@ -1,0 +1,55 @@
+"""The one object users hold: a database, its stores, the queue, registry and router."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from .agent_registry import AgentRegistry
+from .capability_router import CapabilityRouter
+from .stores import Database, EpisodicStore, GraphStore, MetaStore
+from .task_queue import TaskQueue
+
+
+class OrchestrationManager:
+    """Everything on one database. Use :func:`athena_orch.connect` to make one.
+
+    Keyword settings are passed to the queue (``lease_seconds``, ``retry_backoff_seconds``,
+    ``retry_backoff_max_seconds``, ``clock``).
+    """
+
+    def __init__(self, path: str | Path | None = None, *, read_only: bool = False,
+                 tracer: Any = None, **queue_settings: Any):
+        self.db = Database(path or ":memory:", read_only=read_only, tracer=tracer)
+        self.episodic = EpisodicStore(self.db)
+        self.graph = GraphStore(self.db)
+        self.meta = MetaStore(self.db)
+        self.queue = TaskQueue(self.episodic, self.graph, self.meta, **queue_settings)
+        self.registry = AgentRegistry(self.graph, self.meta)
+        self.router = CapabilityRouter(self.registry, self.meta)
+
+    @property
+    def path(self) -> str:
+        return self.db.path
+
+    def close(self) -> None:
+        self.db.close()
+
+    def __enter__(self) -> OrchestrationManager:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def __repr__(self) -> str:
+        stats = self.queue.get_queue_statistics()
+        agents = self.registry.get_agent_statistics()
+        return (f"<OrchestrationManager {self.db.path!r}: {stats.total_count} tasks "
+                f"({stats.pending_count} pending, {stats.running_count} running), "
+                f"{agents.total_agents} agents>")
+
+
+def connect(path: str | Path | None = None, *, read_only: bool = False,
+            **settings: Any) -> OrchestrationManager:
+    """Open (or create) an orchestration database; ``connect()`` is in-memory."""
+    return OrchestrationManager(path, read_only=read_only, **settings)

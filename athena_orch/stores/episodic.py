@@ -1,0 +1,180 @@
+"""Task rows and task events in ``episodic_events`` (plus the dependency edge table)."""
+
+from __future__ import annotations
+
+import json
+from datetime import datetime
+from typing import Any
+
+import pandas as pd
+
+from ..models import Task, TaskStatus
+from .database import Database
+
+TRANSITION_EVENT = "task_transition"
+RESULT_EVENT = "task_result"
+
+
+def row_to_task(row: dict[str, Any]) -> Task:
+    """A ``task_get``/``tasks_query`` row as a :class:`Task`."""
+    return Task(
+        id=row["task_id"],
+        content=row["content"],
+        task_type=row["task_type"] or "",
+        status=TaskStatus(row["task_status"]),
+        priority=row["priority"] or "medium",
+        requirements=json.loads(row["requirements"] or "[]"),
+        dependencies=json.loads(row["dependencies"] or "[]"),
+        assigned_to=row["assigned_to"],
+        created_at=row["created_at"],
+        assigned_at=row["assigned_at"],
+        started_at=row["started_at"],
+        completed_at=row["completed_at"],
+        result=row.get("result"),
+        error=row["error_message"],
+        retry_count=row["retry_count"] or 0,
+        execution_duration_ms=row["execution_duration_ms"],
+        max_retries=row["max_retries"],
+        retry_until=row["retry_until"],
+        lease_until=row["lease_until"],
+        estimated_duration_ms=row["estimated_duration_ms"],
+        result_task_id=row["result_task_id"],
+        blocked_by=row["blocked_by"],
+        task_batch_id=row["task_batch_id"],
+        idempotency_key=row["idempotency_key"],
+        success=row["success"],
+    )
+
+
+class EpisodicStore:
+    """Episodic memory as the task queue uses it: task rows, their events and edges."""
+
+    def __init__(self, db: Database):
+        self.db = db
+
+    # ------------------------------------------------------------------ writes
+    def insert_tasks(self, tasks: pd.DataFrame, edges: pd.DataFrame, events: pd.DataFrame) -> None:
+        """New task rows, their dependency edges and their 'created' events, in one go."""
+        with self.db.transaction():
+            self.db.insert_frame("episodic_insert", tasks)
+            self.db.insert_frame("dependencies_insert", edges)
+            self.db.insert_frame("episodic_insert", events)
+            if not edges.empty:
+                self.db.bump_version("dag")
+
+    def record_events(self, events: pd.DataFrame) -> None:
+        self.db.insert_frame("episodic_insert", events)
+
+    def record_event(self, task_id: str, event_type: str, content: str, outcome: str,
+                     phase: str | None, now: datetime) -> int:
+        """One event about a task; returns its episodic id."""
+        return self.db.fetch_value("event_insert", task_id=task_id, event_type=event_type,
+                                   content=content, outcome=outcome, phase=phase, now=now)
+
+    def assign(self, task_id: str, agent_id: str, now: datetime, lease_until: datetime) -> bool:
+        return bool(self.db.fetch_rows("task_assign", task_id=task_id, agent_id=agent_id,
+                                       now=now, lease_until=lease_until))
+
+    def claim(self, agent_id: str, capabilities: list[str], now: datetime,
+              lease_until: datetime) -> str | None:
+        """Assign the best ready task the agent can do; its id, or None."""
+        rows = self.db.fetch_rows("task_claim", agent_id=agent_id, capabilities=capabilities,
+                                  now=now, lease_until=lease_until)
+        return rows[0][0] if rows else None
+
+    def start(self, task_id: str, now: datetime, lease_until: datetime) -> bool:
+        return bool(self.db.fetch_rows("task_start", task_id=task_id, now=now,
+                                       lease_until=lease_until))
+
+    def complete(self, task_id: str, now: datetime, duration_ms: int | None,
+                 result_event_id: int) -> bool:
+        return bool(self.db.fetch_rows("task_complete", task_id=task_id, now=now,
+                                       duration_ms=duration_ms, result_event_id=result_event_id))
+
+    def retry(self, task_id: str, error: str, retry_until: datetime) -> bool:
+        return bool(self.db.fetch_rows("task_retry", task_id=task_id, error=error,
+                                       retry_until=retry_until))
+
+    def fail(self, task_id: str, error: str, now: datetime) -> bool:
+        return bool(self.db.fetch_rows("task_fail", task_id=task_id, error=error, now=now))
+
+    def cancel(self, task_id: str, reason: str, now: datetime) -> bool:
+        return bool(self.db.fetch_rows("task_cancel", task_id=task_id, reason=reason, now=now))
+
+    def block(self, task_ids: list[str], root: str, reason: str) -> list[str]:
+        """Block those of ``task_ids`` still pending; returns the ones it blocked."""
+        if not task_ids:
+            return []
+        rows = self.db.fetch_rows("tasks_block", task_ids=task_ids, root=root, reason=reason)
+        return [r[0] for r in rows]
+
+    def release_dependents(self, task_id: str) -> None:
+        """Count one more completed dependency for every task waiting on ``task_id``."""
+        self.db.execute("dependents_release", task_id=task_id)
+
+    def renew_lease(self, task_id: str, lease_until: datetime) -> bool:
+        return bool(self.db.fetch_rows("task_renew_lease", task_id=task_id,
+                                       lease_until=lease_until))
+
+    def renew_agent_leases(self, agent_id: str, lease_until: datetime) -> list[str]:
+        rows = self.db.fetch_rows("agent_renew_leases", agent_id=agent_id,
+                                  lease_until=lease_until)
+        return sorted(r[0] for r in rows)
+
+    # ------------------------------------------------------------------ reads
+    def get_task(self, task_id: str) -> Task | None:
+        row = self.db.fetch_one("task_get", task_id=task_id)
+        return row_to_task(row) if row else None
+
+    def task_states(self, task_ids: list[str]) -> dict[str, tuple[TaskStatus, str | None]]:
+        """Status and blocking root of each of ``task_ids`` that exists."""
+        if not task_ids:
+            return {}
+        rows = self.db.fetch_rows("task_states", task_ids=task_ids)
+        return {tid: (TaskStatus(status), root) for tid, status, root in rows}
+
+    def find_by_idempotency_key(self, key: str) -> dict[str, Any] | None:
+        return self.db.fetch_one("task_by_idempotency_key", key=key)
+
+    def query_tasks(self, *, statuses: list[str] | None = None, agent_id: str | None = None,
+                    task_type: str | None = None, priority: str | None = None,
+                    created_after: datetime | None = None, limit: int | None = None) -> list[Task]:
+        rows = self.db.fetch_dicts("tasks_query", statuses=statuses, agent_id=agent_id,
+                                   task_type=task_type, priority=priority,
+                                   created_after=created_after, limit=limit)
+        return [row_to_task(r) for r in rows]
+
+    def stale_tasks(self, now: datetime) -> list[str]:
+        return [r[0] for r in self.db.fetch_rows("tasks_stale", now=now)]
+
+    def status_counts(self) -> dict[str, int]:
+        return dict(self.db.fetch_rows("task_status_counts"))
+
+    def agent_load(self, agent_id: str) -> int:
+        return int(self.db.fetch_value("agent_load", agent_id=agent_id))
+
+    def agent_active_tasks(self, agent_id: str) -> list[str]:
+        return [r[0] for r in self.db.fetch_rows("agent_active_tasks", agent_id=agent_id)]
+
+    def dependency_edges(self) -> list[tuple[str, str]]:
+        """(dependency, dependent) pairs."""
+        return [(a, b) for a, b in self.db.fetch_rows("dependency_edges")]
+
+    def dependents_of(self, task_id: str) -> list[str]:
+        return [r[0] for r in self.db.fetch_rows("dependents_of", task_id=task_id)]
+
+    def history(self, task_id: str) -> list[dict[str, Any]]:
+        """The task's transitions, oldest first."""
+        out = []
+        for row in self.db.fetch_dicts("task_history", task_id=task_id):
+            out.append({"event_id": row["event_id"], "at": row["at"], **json.loads(row["content"])})
+        return out
+
+    def tasks_frame(self, statuses: list[str] | None = None,
+                    agent_id: str | None = None) -> pd.DataFrame:
+        return self.db.fetch_frame("tasks_frame", statuses=statuses, agent_id=agent_id)
+
+    def transitions_frame(self) -> pd.DataFrame:
+        frame = self.db.fetch_frame("transitions_frame")
+        details = pd.json_normalize([json.loads(c) for c in frame.pop("content")])
+        return pd.concat([frame, details], axis=1)

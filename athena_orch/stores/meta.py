@@ -1,0 +1,43 @@
+"""Meta-memory: what the system knows about its agents' work and its own decisions."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+import pandas as pd
+
+from .database import Database
+
+
+class MetaStore:
+    """Agent performance figures and the routing decision log."""
+
+    def __init__(self, db: Database):
+        self.db = db
+
+    def record_outcome(self, agent_id: str, now: datetime, *, completed: int = 0,
+                       failed: int = 0, success_ms: int = 0) -> None:
+        """Add finished work to an agent's figures."""
+        self.db.execute("metrics_record", agent_id=agent_id, completed=completed, failed=failed,
+                        success_ms=success_ms, now=now)
+
+    def delete_figures(self, agent_id: str) -> None:
+        self.db.execute("metrics_delete", agent_id=agent_id)
+
+    def agent_figures(self, agent_id: str) -> dict[str, Any]:
+        """Completed, failed, summed success time, last update and live load of one agent."""
+        return self.db.fetch_one("agent_figures_one", agent_id=agent_id)
+
+    def all_agent_figures(self) -> pd.DataFrame:
+        """The same for every agent that has figures or load, one row each."""
+        return self.db.fetch_frame("agent_figures")
+
+    def record_decisions(self, decisions: pd.DataFrame) -> None:
+        self.db.insert_frame("decisions_insert", decisions)
+
+    def decisions_frame(self) -> pd.DataFrame:
+        return self.db.fetch_frame("decisions_frame")
+
+
+MetaMemoryStore = MetaStore  # Athena's name for the same store

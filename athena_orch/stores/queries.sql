@@ -1,0 +1,286 @@
+-- Every statement athena-orch runs, each under a "-- name: <name>" header with a line on
+-- what it does. Values are bound as $parameters; frame inserts read the registered
+-- DataFrame "incoming". Loaded by athena_orch/stores/sql.py.
+
+-- ---------------------------------------------------------------- schema and versions
+
+-- name: session_setup
+-- Times come back as UTC.
+SET TimeZone = 'UTC';
+
+-- name: migrations_table
+-- The applied schema migrations.
+CREATE TABLE IF NOT EXISTS schema_migrations (
+    version INTEGER PRIMARY KEY, name TEXT NOT NULL, applied_at TIMESTAMPTZ NOT NULL
+);
+
+-- name: migrations_applied
+SELECT version FROM schema_migrations ORDER BY version;
+
+-- name: migration_record
+INSERT INTO schema_migrations VALUES ($version, $name, $now);
+
+-- name: store_version
+-- Change counter of an in-memory graph ('agents' or 'dag').
+SELECT version FROM store_versions WHERE name = $name;
+
+-- name: store_version_bump
+UPDATE store_versions SET version = version + 1 WHERE name = $name;
+
+-- ---------------------------------------------------------------- tasks: writes
+
+-- name: episodic_insert
+-- New rows in bulk: task rows (event_type 'task') or task transition events.
+INSERT INTO episodic_events BY NAME SELECT * FROM incoming;
+
+-- name: dependencies_insert
+INSERT INTO task_dependencies BY NAME SELECT * FROM incoming;
+
+-- name: event_insert
+-- One event about a task (a transition or a result); returns its id.
+INSERT INTO episodic_events (timestamp, event_type, content, outcome, context_task, context_phase)
+VALUES ($now, $event_type, $content, $outcome, $task_id, $phase)
+RETURNING id;
+
+-- name: task_assign
+-- pending -> assigned, for a task whose dependencies are all completed.
+UPDATE episodic_events
+SET task_status = 'assigned', assigned_to = $agent_id, assigned_at = $now, lease_until = $lease_until
+WHERE task_id = $task_id AND task_status = 'pending' AND waiting_on = 0
+RETURNING task_id;
+
+-- name: task_claim
+-- Hand the agent the best ready task it is capable of: priority, then age, then insertion.
+UPDATE episodic_events
+SET task_status = 'assigned', assigned_to = $agent_id, assigned_at = $now, lease_until = $lease_until
+WHERE task_id = (
+    SELECT task_id FROM episodic_events
+    WHERE task_status = 'pending' AND waiting_on = 0
+      AND (retry_until IS NULL OR retry_until <= $now)
+      AND list_has_all($capabilities::VARCHAR[], from_json(requirements, '["VARCHAR"]'))
+    ORDER BY priority_rank, created_at, id
+    LIMIT 1)
+  AND task_status = 'pending'
+RETURNING task_id;
+
+-- name: task_start
+-- assigned -> running.
+UPDATE episodic_events
+SET task_status = 'running', started_at = $now, lease_until = $lease_until
+WHERE task_id = $task_id AND task_status = 'assigned'
+RETURNING task_id;
+
+-- name: task_complete
+-- running -> completed, linked to its result event.
+UPDATE episodic_events
+SET task_status = 'completed', completed_at = $now, execution_duration_ms = $duration_ms,
+    success = TRUE, result_task_id = $result_event_id, lease_until = NULL, outcome = 'success'
+WHERE task_id = $task_id AND task_status = 'running'
+RETURNING task_id;
+
+-- name: task_retry
+-- assigned/running -> pending with one retry used and a back-off.
+UPDATE episodic_events
+SET task_status = 'pending', assigned_to = NULL, assigned_at = NULL, started_at = NULL,
+    lease_until = NULL, retry_count = retry_count + 1, retry_until = $retry_until,
+    error_message = $error
+WHERE task_id = $task_id AND task_status IN ('assigned', 'running')
+RETURNING task_id;
+
+-- name: task_fail
+-- assigned/running -> failed for good.
+UPDATE episodic_events
+SET task_status = 'failed', completed_at = $now, error_message = $error, success = FALSE,
+    lease_until = NULL, outcome = 'failure'
+WHERE task_id = $task_id AND task_status IN ('assigned', 'running')
+RETURNING task_id;
+
+-- name: task_cancel
+UPDATE episodic_events
+SET task_status = 'cancelled', completed_at = $now, error_message = $reason,
+    lease_until = NULL, outcome = 'cancelled'
+WHERE task_id = $task_id AND task_status IN ('pending', 'assigned', 'running', 'blocked')
+RETURNING task_id;
+
+-- name: tasks_block
+-- Block the given pending tasks because root task $root failed or was cancelled.
+UPDATE episodic_events
+SET task_status = 'blocked', blocked_by = $root, error_message = $reason, outcome = 'blocked'
+WHERE task_id IN (SELECT unnest($task_ids::VARCHAR[])) AND task_status = 'pending'
+RETURNING task_id;
+
+-- name: dependents_release
+-- One dependency of each dependent of $task_id has completed.
+UPDATE episodic_events SET waiting_on = waiting_on - 1
+WHERE task_id IN (SELECT task_id FROM task_dependencies WHERE depends_on = $task_id);
+
+-- name: task_renew_lease
+UPDATE episodic_events SET lease_until = $lease_until
+WHERE task_id = $task_id AND task_status IN ('assigned', 'running')
+RETURNING task_id;
+
+-- name: agent_renew_leases
+UPDATE episodic_events SET lease_until = $lease_until
+WHERE assigned_to = $agent_id AND task_status IN ('assigned', 'running')
+RETURNING task_id;
+
+-- ---------------------------------------------------------------- tasks: reads
+
+-- name: task_get
+-- One task row with its result text.
+SELECT t.*, r.content AS result
+FROM episodic_events t LEFT JOIN episodic_events r ON r.id = t.result_task_id
+WHERE t.task_id = $task_id;
+
+-- name: task_by_idempotency_key
+SELECT task_id, content, task_type FROM episodic_events WHERE idempotency_key = $key;
+
+-- name: task_states
+-- Status and blocking root of the given tasks (those that exist).
+SELECT task_id, task_status, blocked_by FROM episodic_events
+WHERE task_id IN (SELECT unnest($task_ids::VARCHAR[]));
+
+-- name: tasks_query
+-- Task rows matching every given filter (NULL = any), in queue order.
+SELECT t.*, r.content AS result
+FROM episodic_events t LEFT JOIN episodic_events r ON r.id = t.result_task_id
+WHERE t.task_id IS NOT NULL
+  AND ($statuses IS NULL OR list_contains($statuses::VARCHAR[], t.task_status))
+  AND ($agent_id IS NULL OR t.assigned_to = $agent_id)
+  AND ($task_type IS NULL OR t.task_type = $task_type)
+  AND ($priority IS NULL OR t.priority = $priority)
+  AND ($created_after IS NULL OR t.created_at > $created_after)
+ORDER BY t.priority_rank, t.created_at, t.id
+LIMIT $limit;
+
+-- name: tasks_stale
+-- Assigned or running tasks whose lease ran out before $now.
+SELECT task_id FROM episodic_events
+WHERE task_status IN ('assigned', 'running') AND lease_until < $now
+ORDER BY lease_until, id;
+
+-- name: task_status_counts
+SELECT task_status, count(*) AS n FROM episodic_events
+WHERE task_id IS NOT NULL GROUP BY task_status;
+
+-- name: agent_load
+-- An agent's load: its assigned and running tasks.
+SELECT count(*) FROM episodic_events
+WHERE assigned_to = $agent_id AND task_status IN ('assigned', 'running');
+
+-- name: agent_active_tasks
+SELECT task_id FROM episodic_events
+WHERE assigned_to = $agent_id AND task_status IN ('assigned', 'running')
+ORDER BY id;
+
+-- name: dependency_edges
+SELECT depends_on, task_id FROM task_dependencies;
+
+-- name: dependents_of
+SELECT task_id FROM task_dependencies WHERE depends_on = $task_id ORDER BY task_id;
+
+-- name: task_history
+-- A task's transition events, oldest first.
+SELECT id AS event_id, timestamp AS at, content FROM episodic_events
+WHERE context_task = $task_id AND event_type = 'task_transition'
+ORDER BY id;
+
+-- name: tasks_frame
+-- Task rows for analysis, in queue order.
+SELECT task_id, content, task_type, task_status AS status, priority, requirements,
+       dependencies, assigned_to, created_at, assigned_at, started_at, completed_at,
+       retry_count, max_retries, retry_until, lease_until, execution_duration_ms,
+       estimated_duration_ms, error_message AS error, blocked_by, waiting_on, task_batch_id
+FROM episodic_events
+WHERE task_id IS NOT NULL
+  AND ($statuses IS NULL OR list_contains($statuses::VARCHAR[], task_status))
+  AND ($agent_id IS NULL OR assigned_to = $agent_id)
+ORDER BY priority_rank, created_at, id;
+
+-- name: transitions_frame
+-- Every task transition event, oldest first (queue state over time).
+SELECT id AS event_id, timestamp AS at, context_task AS task_id, content
+FROM episodic_events WHERE event_type = 'task_transition' ORDER BY id;
+
+-- ---------------------------------------------------------------- knowledge graph
+
+-- name: entity_upsert
+INSERT INTO graph_entities VALUES ($entity_id, $kind, $name, $properties, $now, $now)
+ON CONFLICT (entity_id) DO UPDATE SET properties = excluded.properties, updated_at = excluded.updated_at;
+
+-- name: entity_delete
+DELETE FROM graph_entities WHERE entity_id = $entity_id;
+
+-- name: entity_get
+SELECT entity_id, kind, name, properties, created_at, updated_at FROM graph_entities
+WHERE entity_id = $entity_id;
+
+-- name: entities_all
+SELECT entity_id, kind, name, properties, created_at, updated_at FROM graph_entities
+ORDER BY entity_id;
+
+-- name: relation_upsert
+INSERT INTO graph_relations VALUES ($source_id, $target_id, $relation_type, $confidence, $now)
+ON CONFLICT (source_id, target_id, relation_type) DO UPDATE SET confidence = excluded.confidence;
+
+-- name: relations_delete_from
+DELETE FROM graph_relations WHERE source_id = $source_id AND relation_type = $relation_type;
+
+-- name: relations_all
+SELECT source_id, target_id, relation_type, confidence FROM graph_relations
+ORDER BY source_id, target_id;
+
+-- name: agent_profile
+-- What a claim needs to know of an agent: its properties and capabilities.
+SELECT e.properties,
+       list(r.target_id ORDER BY r.target_id) FILTER (WHERE r.target_id IS NOT NULL) AS targets
+FROM graph_entities e
+LEFT JOIN graph_relations r ON r.source_id = e.entity_id AND r.relation_type = $relation_type
+WHERE e.entity_id = $entity_id
+GROUP BY e.properties;
+
+-- ---------------------------------------------------------------- agent figures
+
+-- name: metrics_record
+-- Add outcomes to an agent's figures (created on first use).
+INSERT INTO agent_metrics VALUES ($agent_id, $completed, $failed, $success_ms, $now)
+ON CONFLICT (agent_id) DO UPDATE SET
+    total_completed = agent_metrics.total_completed + excluded.total_completed,
+    total_failed = agent_metrics.total_failed + excluded.total_failed,
+    total_success_ms = agent_metrics.total_success_ms + excluded.total_success_ms,
+    last_updated = excluded.last_updated;
+
+-- name: metrics_delete
+DELETE FROM agent_metrics WHERE agent_id = $agent_id;
+
+-- name: agent_figures
+-- Every agent's recorded outcomes and live load (from the task table).
+WITH loads AS (
+    SELECT assigned_to AS agent_id, count(*) AS current_load FROM episodic_events
+    WHERE task_status IN ('assigned', 'running') AND assigned_to IS NOT NULL
+    GROUP BY assigned_to)
+SELECT coalesce(m.agent_id, l.agent_id) AS agent_id,
+       coalesce(m.total_completed, 0) AS total_completed,
+       coalesce(m.total_failed, 0) AS total_failed,
+       coalesce(m.total_success_ms, 0) AS total_success_ms,
+       m.last_updated,
+       coalesce(l.current_load, 0) AS current_load
+FROM agent_metrics m FULL OUTER JOIN loads l ON l.agent_id = m.agent_id;
+
+-- name: agent_figures_one
+WITH loads AS (
+    SELECT count(*) AS current_load FROM episodic_events
+    WHERE assigned_to = $agent_id AND task_status IN ('assigned', 'running'))
+SELECT coalesce(m.total_completed, 0) AS total_completed,
+       coalesce(m.total_failed, 0) AS total_failed,
+       coalesce(m.total_success_ms, 0) AS total_success_ms,
+       m.last_updated, loads.current_load
+FROM loads LEFT JOIN agent_metrics m ON m.agent_id = $agent_id;
+
+-- ---------------------------------------------------------------- routing decisions
+
+-- name: decisions_insert
+INSERT INTO routing_decisions BY NAME SELECT * FROM incoming;
+
+-- name: decisions_frame
+SELECT * FROM routing_decisions ORDER BY decision_id;

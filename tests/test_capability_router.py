@@ -1,0 +1,331 @@
+"""CapabilityRouter: choice, exclusion, explain, ranking, weights, batches, decision log."""
+
+from __future__ import annotations
+
+import pandas as pd
+import pytest
+
+from athena_orch.agent_registry import AgentRegistry
+from athena_orch.capability_router import CapabilityRouter
+from athena_orch.models import RoutingDecision, TaskStatus
+
+EXPLAIN_COLUMNS = {"agent_id", "capable", "active", "load", "capacity", "at_capacity",
+                   "score", "rank", "excluded_reason",
+                   "track_record", "headroom", "speed", "fit"}
+WEIGHT_KEYS = {"track_record", "headroom", "speed", "fit"}
+
+
+def _load(queue, agent_id, n):
+    for i in range(n):
+        queue.assign_task(queue.create_task(f"load {agent_id} {i}", "t"), agent_id)
+
+
+def _record(registry, agent_id, successes, failures, duration_ms=100):
+    for _ in range(successes):
+        registry.update_agent_performance(agent_id, True, duration_ms)
+    for _ in range(failures):
+        registry.update_agent_performance(agent_id, False, duration_ms)
+
+
+@pytest.fixture
+def team(orch):
+    """alpha: eligible; beta: at capacity; gamma: inactive; delta: lacks python."""
+    reg = orch.registry
+    reg.register_agent("alpha", ["python", "web"], {"max_concurrent_tasks": 2})
+    reg.register_agent("beta", ["python"], {"max_concurrent_tasks": 1})
+    reg.register_agent("gamma", ["python", "web"])
+    reg.register_agent("delta", ["sql"])
+    reg.set_active("gamma", False)
+    _load(orch.queue, "beta", 1)
+    return orch
+
+
+# -------------------------------------------------------------------- route_task
+
+
+def test_route_task_picks_capable_active_agent(team):
+    assert team.router.route_task({"requirements": ["python"]}) == "alpha"
+    assert team.router.route_task({"requirements": ["sql"]}) == "delta"
+
+
+def test_route_task_none_when_nobody_fits(router, registry):
+    assert router.route_task({"requirements": ["python"]}) is None  # nobody registered
+    registry.register_agent("bot", ["sql"])
+    assert router.route_task({"requirements": ["python"]}) is None
+
+
+def test_route_task_skips_inactive_agents(router, registry):
+    registry.register_agent("only", ["python"])
+    registry.set_active("only", False)
+    assert router.route_task({"requirements": ["python"]}) is None
+    registry.set_active("only", True)
+    assert router.route_task({"requirements": ["python"]}) == "only"
+
+
+def test_route_task_skips_agents_at_capacity(router, registry, queue):
+    registry.register_agent("solo", ["python"], {"max_concurrent_tasks": 1})
+    assert router.route_task({"requirements": ["python"]}) == "solo"
+    _load(queue, "solo", 1)
+    assert router.route_task({"requirements": ["python"]}) is None
+
+
+def test_route_task_exclude_agents(team):
+    router = team.router
+    team.registry.register_agent("epsilon", ["python"])
+    assert router.route_task({"requirements": ["python"]}, exclude_agents=["alpha"]) == "epsilon"
+    assert router.route_task({"requirements": ["python"]},
+                             exclude_agents=["alpha", "epsilon"]) is None
+
+
+def test_route_task_accepts_a_task(team):
+    tid = team.queue.create_task("scrape", "t", requirements=["web"])
+    task = team.queue.get_task_status(tid)
+    assert team.router.route_task(task) == "alpha"
+
+
+def test_route_task_changes_nothing(team, state):
+    before = state(["alpha", "beta", "gamma", "delta"])
+    team.router.route_task({"requirements": ["python"]})
+    team.router.decide({"requirements": ["python"]})
+    team.router.explain({"requirements": ["python"]})
+    assert state(["alpha", "beta", "gamma", "delta"]) == before
+
+
+def test_seed_constructor_without_meta(graph_store, meta_store):
+    registry = AgentRegistry(graph_store, meta_store)
+    router = CapabilityRouter(registry)
+    registry.register_agent("bot", ["python"])
+    assert router.route_task({"requirements": ["python"]}) == "bot"
+
+
+# ------------------------------------------------------------------ determinism
+
+
+def test_equal_agents_tie_break_on_lowest_id(router, registry):
+    for name in ("charlie", "alpha", "bravo"):
+        registry.register_agent(name, ["python"])
+    choices = {router.route_task({"requirements": ["python"]}) for _ in range(5)}
+    assert choices == {"alpha"}
+    assert [a for a, _ in router.rank_candidates(["charlie", "bravo", "alpha"])] == [
+        "alpha", "bravo", "charlie"]
+
+
+def test_same_inputs_same_choice(orch):
+    reg = orch.registry
+    reg.register_agent("a", ["python"], {"max_concurrent_tasks": 3})
+    reg.register_agent("b", ["python", "web"], {"max_concurrent_tasks": 4})
+    reg.register_agent("c", ["python"], {"max_concurrent_tasks": 2})
+    _record(reg, "a", 3, 1, 500)
+    _record(reg, "b", 2, 2, 50)
+    _record(reg, "c", 5, 0, 900)
+    _load(orch.queue, "b", 1)
+    first = orch.router.decide({"requirements": ["python"]})
+    for _ in range(3):
+        again = orch.router.decide({"requirements": ["python"]})
+        assert again.selected_agent == first.selected_agent
+        assert again.scores == pytest.approx(first.scores)
+
+
+# -------------------------------------------------------------- default scoring
+
+
+def test_better_track_record_wins(router, registry):
+    registry.register_agent("a_shaky", ["python"])
+    registry.register_agent("b_solid", ["python"])
+    _record(registry, "a_shaky", 5, 5)
+    _record(registry, "b_solid", 10, 0)
+    assert router.route_task({"requirements": ["python"]}) == "b_solid"
+
+
+def test_more_headroom_wins(router, registry, queue):
+    registry.register_agent("a_busy", ["python"])
+    registry.register_agent("b_free", ["python"])
+    _load(queue, "a_busy", 3)
+    assert router.route_task({"requirements": ["python"]}) == "b_free"
+
+
+def test_faster_agent_wins(router, registry):
+    registry.register_agent("a_slow", ["python"])
+    registry.register_agent("b_fast", ["python"])
+    _record(registry, "a_slow", 5, 0, duration_ms=10_000)
+    _record(registry, "b_fast", 5, 0, duration_ms=100)
+    assert router.route_task({"requirements": ["python"]}) == "b_fast"
+
+
+def test_weights_can_change_the_winner(router, registry, queue):
+    assert set(router.weights) == WEIGHT_KEYS
+    registry.register_agent("a_reliable", ["python"])
+    registry.register_agent("b_idle", ["python"])
+    _record(registry, "a_reliable", 10, 0)
+    _record(registry, "b_idle", 5, 5)
+    _load(queue, "a_reliable", 4)  # 4 of 5 slots taken
+    task = {"requirements": ["python"]}
+
+    router.weights = {"track_record": 1.0, "headroom": 0.0, "speed": 0.0, "fit": 0.0}
+    assert router.route_task(task) == "a_reliable"
+    router.weights = {"track_record": 0.0, "headroom": 1.0, "speed": 0.0, "fit": 0.0}
+    assert router.route_task(task) == "b_idle"
+    decision = router.decide(task)
+    assert decision.selected_agent == "b_idle"
+    assert decision.weights == pytest.approx(router.weights)
+
+
+# ---------------------------------------------------------------------- decide
+
+
+def test_decide_returns_routing_decision(team):
+    tid = team.queue.create_task("x", "t", requirements=["python"])
+    decision = team.router.decide(team.queue.get_task_status(tid))
+    assert isinstance(decision, RoutingDecision)
+    assert decision.selected_agent == "alpha"
+    assert decision.task_id == tid
+    assert "alpha" in decision.candidates
+    assert "delta" not in decision.candidates and "gamma" not in decision.candidates
+    assert "alpha" in decision.scores
+    assert decision.requirements == ["python"]
+
+
+def test_decide_when_nobody_fits(team):
+    decision = team.router.decide({"requirements": ["cobol"]})
+    assert isinstance(decision, RoutingDecision)
+    assert decision.selected_agent is None
+    assert decision.candidates == []
+    assert decision.reason
+
+
+def test_decide_picks_the_highest_score(orch):
+    reg = orch.registry
+    for name, s, f in (("p", 3, 2), ("q", 9, 1), ("r", 1, 4)):
+        reg.register_agent(name, ["x"])
+        _record(reg, name, s, f)
+    decision = orch.router.decide({"requirements": ["x"]})
+    assert sorted(decision.candidates) == ["p", "q", "r"]
+    best = max(decision.scores.values())
+    assert decision.scores[decision.selected_agent] == best
+
+
+# --------------------------------------------------------------------- explain
+
+
+def test_explain_has_one_row_per_agent_and_the_columns(team):
+    df = team.router.explain({"requirements": ["python"]})
+    assert isinstance(df, pd.DataFrame)
+    assert EXPLAIN_COLUMNS <= set(df.columns)
+    assert len(df) == 4
+    assert sorted(df["agent_id"]) == ["alpha", "beta", "delta", "gamma"]
+    rows = {r["agent_id"]: r for r in df.to_dict("records")}
+
+    alpha = rows["alpha"]
+    assert bool(alpha["capable"]) and bool(alpha["active"])
+    assert not bool(alpha["at_capacity"])
+    assert alpha["load"] == 0 and alpha["capacity"] == 2
+    assert alpha["excluded_reason"] == ""
+    assert alpha["rank"] == 1
+
+    beta = rows["beta"]
+    assert bool(beta["capable"]) and bool(beta["at_capacity"])
+    assert beta["load"] == 1 and beta["capacity"] == 1
+    assert beta["excluded_reason"] != ""
+
+    assert not bool(rows["gamma"]["active"]) and rows["gamma"]["excluded_reason"] != ""
+    assert not bool(rows["delta"]["capable"]) and rows["delta"]["excluded_reason"] != ""
+
+
+def test_explain_rank_matches_scores_and_route(orch):
+    reg = orch.registry
+    for name, s, f in (("p", 3, 2), ("q", 9, 1), ("r", 1, 4), ("s", 6, 0)):
+        reg.register_agent(name, ["x"])
+        _record(reg, name, s, f)
+    reg.register_agent("no", ["y"])
+    task = {"requirements": ["x"]}
+    df = orch.router.explain(task)
+    assert len(df) == 5
+    eligible = df[df["excluded_reason"] == ""].sort_values("rank")
+    assert list(eligible["rank"]) == [1, 2, 3, 4]
+    scores = list(eligible["score"])
+    assert scores == sorted(scores, reverse=True)
+    assert eligible.iloc[0]["agent_id"] == orch.router.route_task(task)
+    ranked = orch.router.rank_candidates(["p", "q", "r", "s"], task)
+    assert [a for a, _ in ranked] == list(eligible["agent_id"])
+
+
+def test_explain_for_a_new_agent_lists_it(team):
+    team.registry.register_agent("omega", ["python"])
+    df = team.router.explain({"requirements": ["python"]})
+    assert len(df) == 5 and "omega" in set(df["agent_id"])
+
+
+# ------------------------------------------------------------- rank_candidates
+
+
+def test_rank_candidates_best_first_unknown_dropped(router, registry):
+    registry.register_agent("a", ["x"])
+    registry.register_agent("b", ["x"])
+    registry.register_agent("c", ["x"])
+    _record(registry, "a", 1, 3)
+    _record(registry, "b", 8, 0)
+    _record(registry, "c", 4, 2)
+    ranked = router.rank_candidates(["a", "ghost", "b", "c"])
+    assert [a for a, _ in ranked] == ["b", "c", "a"]
+    scores = [s for _, s in ranked]
+    assert scores == sorted(scores, reverse=True)
+    assert router.rank_candidates(["ghost"]) == []
+    assert router.rank_candidates([]) == []
+
+
+# ------------------------------------------------------------------ route_batch
+
+
+def test_route_batch_respects_free_capacity(orch):
+    reg, q = orch.registry, orch.queue
+    reg.register_agent("one", ["py"], {"max_concurrent_tasks": 1})
+    reg.register_agent("two", ["py", "sql"], {"max_concurrent_tasks": 2})
+    _load(q, "two", 1)  # one free slot each
+    ids = [q.create_task(f"py {i}", "t", requirements=["py"]) for i in range(4)]
+    ids.append(q.create_task("sql", "t", requirements=["sql"]))
+    tasks = [q.get_task_status(i) for i in ids]
+    df = orch.router.route_batch(tasks)
+    assert isinstance(df, pd.DataFrame)
+    assert {"task_id", "agent_id"} <= set(df.columns)
+    assert len(df) == 5 and set(df["task_id"]) == set(ids)
+    routed = df[df["agent_id"].notna()]
+    counts = routed["agent_id"].value_counts().to_dict()
+    assert counts.get("one", 0) <= 1 and counts.get("two", 0) <= 1
+    assert len(routed) == 2  # both free slots are used
+    sql_row = df[df["task_id"] == ids[-1]].iloc[0]
+    assert pd.isna(sql_row["agent_id"]) or sql_row["agent_id"] == "two"
+    # routing proposes; it does not change the queue
+    assert all(q.get_task_status(i).status == TaskStatus.PENDING for i in ids)
+
+
+def test_route_batch_spreads_over_agents(orch):
+    reg, q = orch.registry, orch.queue
+    for name in ("a", "b", "c"):
+        reg.register_agent(name, ["py"], {"max_concurrent_tasks": 2})
+    tasks = [q.get_task_status(q.create_task(f"t{i}", "t", requirements=["py"]))
+             for i in range(6)]
+    df = orch.router.route_batch(tasks)
+    assert df["agent_id"].notna().all()
+    assert df["agent_id"].value_counts().to_dict() == {"a": 2, "b": 2, "c": 2}
+
+
+# --------------------------------------------------------------- decision log
+
+
+def test_decisions_log_routes_not_looks(team):
+    router = team.router
+    assert len(router.decisions()) == 0
+    router.route_task({"requirements": ["python"]})
+    router.route_task({"requirements": ["cobol"]})  # no agent: still a decision
+    router.decide({"requirements": ["sql"]})
+    q = team.queue
+    tasks = [q.get_task_status(q.create_task(f"b{i}", "t", requirements=["python"]))
+             for i in range(3)]
+    router.route_batch(tasks)
+    assert len(router.decisions()) == 6
+    router.explain({"requirements": ["python"]})
+    router.rank_candidates(["alpha", "beta"])
+    router.rank_candidates(["alpha"], {"requirements": ["python"]})
+    df = router.decisions()
+    assert isinstance(df, pd.DataFrame)
+    assert len(df) == 6

@@ -209,7 +209,7 @@ class AgentRegistry:
         max_concurrent_tasks, total_completed, total_failed (status 'not_found' if unknown)."""
         agent = self.get_agent(agent_id)
         if agent is None:
-            return {"agent_id": agent_id, "status": "not_found"}
+            return {"status": "not_found"}
         return {
             "agent_id": agent.id, "status": "active" if agent.active else "inactive",
             "success_rate": agent.success_rate, "avg_completion_ms": agent.avg_completion_ms,

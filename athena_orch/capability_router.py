@@ -58,7 +58,7 @@ def candidate_frame(agents: pd.DataFrame, requirements: list[str],
     needed = set(requirements)
     frame = pd.DataFrame({
         "agent_id": agents["agent_id"],
-        "capable": [needed <= set(caps) for caps in agents["capabilities"]],
+        "capable": np.array([needed <= set(caps) for caps in agents["capabilities"]], dtype=bool),
         "active": agents["active"].astype(bool),
         "load": agents["current_load"].astype("int64"),
         "capacity": agents["max_concurrent_tasks"].astype("int64"),
@@ -67,7 +67,8 @@ def candidate_frame(agents: pd.DataFrame, requirements: list[str],
     missing = [", ".join(sorted(needed - set(caps))) for caps in agents["capabilities"]]
     excluded = frame["agent_id"].isin(set(exclude))
     frame["excluded_reason"] = np.select(
-        [excluded, ~frame["active"], ~frame["capable"], frame["at_capacity"]],
+        [excluded.to_numpy(bool), ~frame["active"].to_numpy(bool),
+         ~frame["capable"].to_numpy(bool), frame["at_capacity"].to_numpy(bool)],
         ["excluded by caller", "inactive", [f"missing capabilities: {m}" for m in missing],
          [f"at capacity ({ld}/{c})" for ld, c in zip(frame["load"], frame["capacity"])]],
         default="")

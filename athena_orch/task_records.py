@@ -61,7 +61,7 @@ def make_record(fields: dict[str, Any], where: str = "") -> TaskRecord:
         return TaskRecord(
             content=v.text("content", f.get("content")),
             task_type=v.text("task_type", f.get("task_type")),
-            priority=v.priority(f.get("priority") or "medium"),
+            priority=v.priority(_priority(fields.get("priority", "medium"))),
             requirements=v.string_list("requirements", _as_list(f.get("requirements"))),
             dependencies=v.string_list("dependencies", _as_list(f.get("dependencies"))),
             max_retries=v.non_negative_int("max_retries", max_retries),
@@ -74,6 +74,11 @@ def make_record(fields: dict[str, Any], where: str = "") -> TaskRecord:
         )
     except ValidationError as exc:
         raise ValidationError(f"{where}{exc}") from None
+
+
+def _priority(value: Any) -> Any:
+    """An empty DataFrame cell means the default; an explicit None does not."""
+    return "medium" if value is not None and _missing(value) else value
 
 
 def _as_list(value: Any) -> Any:

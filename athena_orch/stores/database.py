@@ -10,7 +10,7 @@ from __future__ import annotations
 import re
 import threading
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
@@ -139,7 +139,8 @@ class Database:
             try:
                 self.execute(name)
             finally:
-                self._conn.unregister("incoming")
+                with suppress(duckdb.Error):  # in an aborted transaction; ROLLBACK clears it
+                    self._conn.unregister("incoming")
 
     @contextmanager
     def transaction(self) -> Iterator[Database]:

@@ -8,16 +8,15 @@ agent-figures table that the queue writes as tasks finish.
 
 from __future__ import annotations
 
+import json
 from collections import Counter
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Any
 
 import networkx as nx
 import pandas as pd
 
 from . import validation as v
-import json
-
 from .exceptions import AgentNotFoundError, ValidationError
 from .models import Agent, AgentStatistics
 from .stores import GraphStore, MetaStore
@@ -32,7 +31,7 @@ FRAME_COLUMNS = [
 
 
 def _utcnow() -> datetime:
-    return datetime.now(timezone.utc)
+    return datetime.now(UTC)
 
 
 class AgentRegistry:

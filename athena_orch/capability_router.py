@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterable
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Any
 
 import numpy as np
@@ -249,7 +249,7 @@ class CapabilityRouter:
 
     def _log(self, decisions: list[RoutingDecision], frames: list[pd.DataFrame],
              source: str) -> None:
-        now = datetime.now(timezone.utc)
+        now = datetime.now(UTC)
         rows = []
         for d, frame in zip(decisions, frames):
             top = frame[frame["rank"].notna()].head(self.log_top_k)
@@ -265,7 +265,7 @@ class CapabilityRouter:
         self.meta.record_decisions(pd.DataFrame(rows))
 
     def _log_batch(self, result: pd.DataFrame, parsed: list[tuple]) -> None:
-        now = datetime.now(timezone.utc)
+        now = datetime.now(UTC)
         weights = json.dumps(self.weights)
         self.meta.record_decisions(pd.DataFrame({
             "decided_at": now, "task_id": result["task_id"],

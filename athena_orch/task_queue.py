@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable, Iterable
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import networkx as nx
@@ -37,7 +37,7 @@ QUERY_FILTERS = ("status", "agent_id", "task_type", "priority", "created_after",
 
 
 def _utcnow() -> datetime:
-    return datetime.now(timezone.utc)
+    return datetime.now(UTC)
 
 
 class TaskQueue:
@@ -184,10 +184,10 @@ class TaskQueue:
             task = self._require(task_id, "assign", (PENDING,))
             self._check_dependencies_completed(task)
             now = self.clock()
-            if not self.episodic.assign(task.id, agent_id, now, self._lease(now)):
-                raise InvalidTransitionError(task.id, task.status.value, "assign")
+            task = self._changed(task.id, "assign",
+                                 self.episodic.assign(task.id, agent_id, now, self._lease(now)))
             self._log(task.id, PENDING, ASSIGNED, agent_id, now, "assigned")
-        return self.get_task_status(task.id)
+        return task
 
     def claim_task(self, agent_id: str) -> Task | None:
         """Atomically hand ``agent_id`` the best ready task it can do, or None.
@@ -202,23 +202,22 @@ class TaskQueue:
                 raise AgentNotFoundError(f"agent {agent_id!r} is not registered")
             if not profile.get("active", True):
                 return None
-            if self.episodic.agent_load(agent_id) >= profile["max_concurrent_tasks"]:
-                return None
             now = self.clock()
-            task_id = self.episodic.claim(agent_id, profile["capabilities"], now, self._lease(now))
-            if task_id is None:
-                return None
-            self._log(task_id, PENDING, ASSIGNED, agent_id, now, "claimed")
-        return self.get_task_status(task_id)
+            task = self.episodic.claim(agent_id, profile["capabilities"],
+                                       profile["max_concurrent_tasks"], now, self._lease(now))
+            if task is not None:
+                self._log(task.id, PENDING, ASSIGNED, agent_id, now, "claimed")
+        return task
 
     def start_task(self, task_id: str) -> Task:
         """assigned -> running; renews the lease."""
+        task_id = v.text("task_id", task_id)
         with self.db.transaction():
-            task = self._require(task_id, "start", (ASSIGNED,))
             now = self.clock()
-            self._apply(task, "start", self.episodic.start(task.id, now, self._lease(now)))
+            task = self._changed(task_id, "start",
+                                 self.episodic.start(task_id, now, self._lease(now)))
             self._log(task.id, ASSIGNED, RUNNING, task.assigned_to, now, "started")
-        return self.get_task_status(task.id)
+        return task
 
     # ------------------------------------------------------------------ finishing
     def complete_task(self, task_id: str, result: str,
@@ -227,23 +226,24 @@ class TaskQueue:
 
         ``metrics["duration_ms"]`` is the execution time; without it, the time since start.
         """
+        task_id = v.text("task_id", task_id)
         result = v.string("result", result)
         metrics = v.mapping("metrics", metrics)
         duration = v.non_negative_int("metrics['duration_ms']", metrics.get("duration_ms"),
                                       allow_none=True)
         with self.db.transaction():
-            task = self._require(task_id, "complete", (RUNNING,))
             now = self.clock()
-            if duration is None:
-                duration = max(0, int((now - task.started_at).total_seconds() * 1000))
-            event_id = self.episodic.record_event(task.id, RESULT_EVENT, result, "success",
+            event_id = self.episodic.record_event(task_id, RESULT_EVENT, result, "success",
                                                   COMPLETED.value, now)
-            self._apply(task, "complete", self.episodic.complete(task.id, now, duration, event_id))
+            task = self._changed(task_id, "complete",
+                                 self.episodic.complete(task_id, now, duration, event_id))
             self.episodic.release_dependents(task.id)
             if task.assigned_to is not None:
-                self.meta.record_outcome(task.assigned_to, now, completed=1, success_ms=duration)
+                self.meta.record_outcome(task.assigned_to, now, completed=1,
+                                         success_ms=task.execution_duration_ms)
             self._log(task.id, RUNNING, COMPLETED, task.assigned_to, now, "completed")
-        return self.get_task_status(task.id)
+        task.result = result
+        return task
 
     def fail_task(self, task_id: str, error: str, should_retry: bool = True) -> Task:
         """assigned/running -> pending (a retry, after a back-off) or failed for good.
@@ -255,24 +255,23 @@ class TaskQueue:
         should_retry = v.boolean("should_retry", should_retry)
         with self.db.transaction():
             task = self._require(task_id, "fail", tuple(ACTIVE_STATES))
-            self._fail(task, error, should_retry, self.clock())
-        return self.get_task_status(task.id)
+            return self._fail(task, error, should_retry, self.clock())
 
-    def _fail(self, task: Task, error: str, should_retry: bool, now: datetime) -> TaskStatus:
+    def _fail(self, task: Task, error: str, should_retry: bool, now: datetime) -> Task:
         if task.assigned_to is not None:
             self.meta.record_outcome(task.assigned_to, now, failed=1)
         if should_retry and task.retry_count < task.max_retries:
             delay = min(self.retry_backoff_seconds * 2**task.retry_count,
                         self.retry_backoff_max_seconds)
-            retry_until = now + timedelta(seconds=delay)
-            self._apply(task, "fail", self.episodic.retry(task.id, error, retry_until))
+            retried = self._changed(task.id, "fail", self.episodic.retry(
+                task.id, error, now + timedelta(seconds=delay)))
             self._log(task.id, task.status, PENDING, task.assigned_to, now,
-                      f"retry {task.retry_count + 1} of {task.max_retries}: {error}")
-            return PENDING
-        self._apply(task, "fail", self.episodic.fail(task.id, error, now))
+                      f"retry {retried.retry_count} of {task.max_retries}: {error}")
+            return retried
+        failed = self._changed(task.id, "fail", self.episodic.fail(task.id, error, now))
         self._log(task.id, task.status, FAILED, task.assigned_to, now, error)
         self._block_downstream(task.id, "failed", now)
-        return FAILED
+        return failed
 
     def cancel_task(self, task_id: str, reason: str | None = None) -> Task:
         """pending/assigned/running/blocked -> cancelled; tasks downstream are blocked."""
@@ -280,10 +279,10 @@ class TaskQueue:
         with self.db.transaction():
             task = self._require(task_id, "cancel", (PENDING, ASSIGNED, RUNNING, BLOCKED))
             now = self.clock()
-            self._apply(task, "cancel", self.episodic.cancel(task.id, reason, now))
+            cancelled = self._changed(task.id, "cancel", self.episodic.cancel(task.id, reason, now))
             self._log(task.id, task.status, CANCELLED, task.assigned_to, now, reason)
             self._block_downstream(task.id, "was cancelled", now)
-        return self.get_task_status(task.id)
+        return cancelled
 
     def _block_downstream(self, root: str, verb: str, now: datetime) -> list[str]:
         dag = self._current_dag()
@@ -303,9 +302,10 @@ class TaskQueue:
         with self.db.transaction():
             lease_until = self._lease(self.clock())
             if task_id is not None:
-                task = self._require(task_id, "heartbeat", tuple(ACTIVE_STATES))
-                self._apply(task, "heartbeat", self.episodic.renew_lease(task.id, lease_until))
-                return [task.id]
+                task_id = v.text("task_id", task_id)
+                if not self.episodic.renew_lease(task_id, lease_until):
+                    self._changed(task_id, "heartbeat", None)
+                return [task_id]
             agent_id = v.text("agent_id", agent_id)
             if self.graph.agent_profile(agent_id) is None:
                 raise AgentNotFoundError(f"agent {agent_id!r} is not registered")
@@ -415,11 +415,14 @@ class TaskQueue:
             raise InvalidTransitionError(task.id, task.status.value, action)
         return task
 
-    @staticmethod
-    def _apply(task: Task, action: str, changed: bool) -> None:
-        """A guarded UPDATE that matched nothing means the state moved under us."""
-        if not changed:
-            raise InvalidTransitionError(task.id, task.status.value, action, "state changed")
+    def _changed(self, task_id: str, action: str, task: Task | None) -> Task:
+        """The task a guarded UPDATE returned; if it matched nothing, say why."""
+        if task is not None:
+            return task
+        current = self.episodic.get_task(task_id)
+        if current is None:
+            raise TaskNotFoundError(f"task {task_id!r} does not exist")
+        raise InvalidTransitionError(task_id, current.status.value, action)
 
     def _check_dependencies_completed(self, task: Task) -> None:
         states = self.episodic.task_states(task.dependencies)

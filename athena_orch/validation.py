@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Iterable
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Any
 
 from .exceptions import ValidationError
@@ -102,10 +102,10 @@ def boolean(name: str, value: Any) -> bool:
 def timestamp(name: str, value: Any) -> datetime:
     """An aware datetime, a naive one taken as UTC, or Unix seconds (as in the seed)."""
     if isinstance(value, datetime):
-        return value if value.tzinfo else value.replace(tzinfo=timezone.utc)
+        return value if value.tzinfo else value.replace(tzinfo=UTC)
     if isinstance(value, (int, float)) and not isinstance(value, bool):
         try:
-            return datetime.fromtimestamp(value, timezone.utc)
+            return datetime.fromtimestamp(value, UTC)
         except (OverflowError, OSError, ValueError):
             pass
     raise ValidationError(f"{name} must be a datetime or Unix seconds, not {value!r:.80}")

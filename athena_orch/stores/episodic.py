@@ -71,35 +71,40 @@ class EpisodicStore:
         return self.db.fetch_value("event_insert", task_id=task_id, event_type=event_type,
                                    content=content, outcome=outcome, phase=phase, now=now)
 
-    def assign(self, task_id: str, agent_id: str, now: datetime, lease_until: datetime) -> bool:
-        return bool(self.db.fetch_rows("task_assign", task_id=task_id, agent_id=agent_id,
-                                       now=now, lease_until=lease_until))
+    # Transitions: a guarded UPDATE that returns the task as it is now, or None when the
+    # task was not in a state the transition starts from.
+    def _transition(self, query: str, **params: Any) -> Task | None:
+        row = self.db.fetch_one(query, **params)
+        return row_to_task(row) if row else None
 
-    def claim(self, agent_id: str, capabilities: list[str], now: datetime,
-              lease_until: datetime) -> str | None:
-        """Assign the best ready task the agent can do; its id, or None."""
-        rows = self.db.fetch_rows("task_claim", agent_id=agent_id, capabilities=capabilities,
-                                  now=now, lease_until=lease_until)
-        return rows[0][0] if rows else None
+    def assign(self, task_id: str, agent_id: str, now: datetime,
+               lease_until: datetime) -> Task | None:
+        return self._transition("task_assign", task_id=task_id, agent_id=agent_id, now=now,
+                                lease_until=lease_until)
 
-    def start(self, task_id: str, now: datetime, lease_until: datetime) -> bool:
-        return bool(self.db.fetch_rows("task_start", task_id=task_id, now=now,
-                                       lease_until=lease_until))
+    def claim(self, agent_id: str, capabilities: list[str], capacity: int, now: datetime,
+              lease_until: datetime) -> Task | None:
+        """Assign the best ready task the agent can do, if it is below ``capacity``."""
+        return self._transition("task_claim", agent_id=agent_id, capabilities=capabilities,
+                                capacity=capacity, now=now, lease_until=lease_until)
+
+    def start(self, task_id: str, now: datetime, lease_until: datetime) -> Task | None:
+        return self._transition("task_start", task_id=task_id, now=now, lease_until=lease_until)
 
     def complete(self, task_id: str, now: datetime, duration_ms: int | None,
-                 result_event_id: int) -> bool:
-        return bool(self.db.fetch_rows("task_complete", task_id=task_id, now=now,
-                                       duration_ms=duration_ms, result_event_id=result_event_id))
+                 result_event_id: int) -> Task | None:
+        return self._transition("task_complete", task_id=task_id, now=now,
+                                duration_ms=duration_ms, result_event_id=result_event_id)
 
-    def retry(self, task_id: str, error: str, retry_until: datetime) -> bool:
-        return bool(self.db.fetch_rows("task_retry", task_id=task_id, error=error,
-                                       retry_until=retry_until))
+    def retry(self, task_id: str, error: str, retry_until: datetime) -> Task | None:
+        return self._transition("task_retry", task_id=task_id, error=error,
+                                retry_until=retry_until)
 
-    def fail(self, task_id: str, error: str, now: datetime) -> bool:
-        return bool(self.db.fetch_rows("task_fail", task_id=task_id, error=error, now=now))
+    def fail(self, task_id: str, error: str, now: datetime) -> Task | None:
+        return self._transition("task_fail", task_id=task_id, error=error, now=now)
 
-    def cancel(self, task_id: str, reason: str, now: datetime) -> bool:
-        return bool(self.db.fetch_rows("task_cancel", task_id=task_id, reason=reason, now=now))
+    def cancel(self, task_id: str, reason: str, now: datetime) -> Task | None:
+        return self._transition("task_cancel", task_id=task_id, reason=reason, now=now)
 
     def block(self, task_ids: list[str], root: str, reason: str) -> list[str]:
         """Block those of ``task_ids`` still pending; returns the ones it blocked."""

@@ -47,13 +47,16 @@ RETURNING id;
 UPDATE episodic_events
 SET task_status = 'assigned', assigned_to = $agent_id, assigned_at = $now, lease_until = $lease_until
 WHERE task_id = $task_id AND task_status = 'pending' AND waiting_on = 0
-RETURNING task_id;
+RETURNING *;
 
 -- name: task_claim
--- Hand the agent the best ready task it is capable of: priority, then age, then insertion.
+-- Hand the agent the best ready task it is capable of (priority, then age, then insertion),
+-- if it holds fewer than $capacity tasks.
 UPDATE episodic_events
 SET task_status = 'assigned', assigned_to = $agent_id, assigned_at = $now, lease_until = $lease_until
-WHERE task_id = (
+WHERE (SELECT count(*) FROM episodic_events
+       WHERE assigned_to = $agent_id AND task_status IN ('assigned', 'running')) < $capacity
+  AND task_id = (
     SELECT task_id FROM episodic_events
     WHERE task_status = 'pending' AND waiting_on = 0
       AND (retry_until IS NULL OR retry_until <= $now)
@@ -61,22 +64,23 @@ WHERE task_id = (
     ORDER BY priority_rank, created_at, id
     LIMIT 1)
   AND task_status = 'pending'
-RETURNING task_id;
+RETURNING *;
 
 -- name: task_start
 -- assigned -> running.
 UPDATE episodic_events
 SET task_status = 'running', started_at = $now, lease_until = $lease_until
 WHERE task_id = $task_id AND task_status = 'assigned'
-RETURNING task_id;
+RETURNING *;
 
 -- name: task_complete
 -- running -> completed, linked to its result event.
 UPDATE episodic_events
-SET task_status = 'completed', completed_at = $now, execution_duration_ms = $duration_ms,
+SET task_status = 'completed', completed_at = $now,
+    execution_duration_ms = coalesce($duration_ms, epoch_ms($now) - epoch_ms(started_at)),
     success = TRUE, result_task_id = $result_event_id, lease_until = NULL, outcome = 'success'
 WHERE task_id = $task_id AND task_status = 'running'
-RETURNING task_id;
+RETURNING *;
 
 -- name: task_retry
 -- assigned/running -> pending with one retry used and a back-off.
@@ -85,7 +89,7 @@ SET task_status = 'pending', assigned_to = NULL, assigned_at = NULL, started_at 
     lease_until = NULL, retry_count = retry_count + 1, retry_until = $retry_until,
     error_message = $error
 WHERE task_id = $task_id AND task_status IN ('assigned', 'running')
-RETURNING task_id;
+RETURNING *;
 
 -- name: task_fail
 -- assigned/running -> failed for good.
@@ -93,14 +97,14 @@ UPDATE episodic_events
 SET task_status = 'failed', completed_at = $now, error_message = $error, success = FALSE,
     lease_until = NULL, outcome = 'failure'
 WHERE task_id = $task_id AND task_status IN ('assigned', 'running')
-RETURNING task_id;
+RETURNING *;
 
 -- name: task_cancel
 UPDATE episodic_events
 SET task_status = 'cancelled', completed_at = $now, error_message = $reason,
     lease_until = NULL, outcome = 'cancelled'
 WHERE task_id = $task_id AND task_status IN ('pending', 'assigned', 'running', 'blocked')
-RETURNING task_id;
+RETURNING *;
 
 -- name: tasks_block
 -- Block the given pending tasks because root task $root failed or was cancelled.

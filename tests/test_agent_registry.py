@@ -318,11 +318,11 @@ OPS = st.lists(
         st.integers(0, 2),
         st.integers(0, 50),
     ),
-    min_size=1, max_size=25,
+    min_size=1, max_size=20,
 )
 
 
-@settings(max_examples=15, deadline=None, database=None,
+@settings(max_examples=8, deadline=None, database=None,
           suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
 @given(ops=OPS)
 def test_load_and_figures_never_drift(make_clock, ops):

@@ -51,7 +51,7 @@ def test_eight_threads_claim_each_task_exactly_once(file_orch):
     for a in agents:
         reg.register_agent(a, ["py"], {"max_concurrent_tasks": 1000})
     ids = q.create_tasks([{"content": f"job {i}", "task_type": "t", "requirements": ["py"]}
-                          for i in range(120)])
+                          for i in range(64)])
     claims: dict[str, list[str]] = {a: [] for a in agents}
 
     def worker(i):
@@ -105,7 +105,7 @@ def test_concurrent_claims_never_exceed_capacity(file_orch):
 
 def test_four_threads_create_claim_start_complete(file_orch):
     q, reg = file_orch.queue, file_orch.registry
-    per_thread = 15
+    per_thread = 10
     for i in range(4):
         reg.register_agent(f"w{i}", [f"cap-{i}"], {"max_concurrent_tasks": 2})
     made: dict[int, list[str]] = {i: [] for i in range(4)}

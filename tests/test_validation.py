@@ -168,9 +168,14 @@ def test_bad_limit(queue, state, limit):
     assert state() == before
 
 
-def test_validation_errors_are_orchestration_errors(queue):
+def test_validation_errors_are_orchestration_errors(queue, state):
+    queue.create_task("x", "t")
+    before = state()
     with pytest.raises(exceptions.OrchestrationError):
         queue.create_task("", "t")
+    with pytest.raises(ValueError):  # ValidationError is also a ValueError
+        queue.create_task("c", "t", priority="urgent")
+    assert state() == before
 
 
 # ------------------------------------------------------------ SQL-looking strings

@@ -41,6 +41,10 @@ class OrchestrationManager:
     def __exit__(self, *exc: object) -> None:
         self.close()
 
+    def _repr_html_(self) -> str:
+        from .display import manager_html
+        return manager_html(self)
+
     def __repr__(self) -> str:
         stats = self.queue.get_queue_statistics()
         agents = self.registry.get_agent_statistics()

@@ -64,6 +64,10 @@ class Task:
     idempotency_key: str | None = None
     success: bool | None = None
 
+    def _repr_html_(self) -> str:
+        from .display import task_html
+        return task_html(self)
+
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready dict: status as its string, times as ISO 8601."""
         out = asdict(self)
@@ -90,6 +94,10 @@ class Agent:
     active: bool = True
     metadata: dict[str, Any] = field(default_factory=dict)
 
+    def _repr_html_(self) -> str:
+        from .display import agent_html
+        return agent_html(self)
+
     def to_dict(self) -> dict[str, Any]:
         out = asdict(self)
         if self.last_updated is not None:
@@ -108,6 +116,10 @@ class RoutingDecision:
     task_id: str | None = None
     requirements: list[str] = field(default_factory=list)
     weights: dict[str, float] = field(default_factory=dict)
+
+    def _repr_html_(self) -> str:
+        from .display import decision_html
+        return decision_html(self)
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)

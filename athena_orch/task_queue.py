@@ -107,16 +107,14 @@ class TaskQueue:
                         break
                 states[record.task_id] = (status, root)
             now = self.clock()
-            rows, edges, events = [], [], []
+            rows, edges = [], []
             for record in (r for r in records if r.task_id not in reused):  # record order
                 status, root = states[record.task_id]
                 rows.append(self._task_row(record, status, root, states, now))
                 edges += [{"task_id": record.task_id, "depends_on": d} for d in record.dependencies]
-                detail = "created" if root is None else f"created blocked by {root}"
-                events.append(self._event_row(record.task_id, None, status, None, detail, now))
             dag_edges = [(e["depends_on"], e["task_id"]) for e in edges]
             version = self.db.version("dag") if dag_edges else None
-            self.episodic.insert_tasks(pd.DataFrame(rows), pd.DataFrame(edges), pd.DataFrame(events))
+            self.episodic.insert_tasks(pd.DataFrame(rows), pd.DataFrame(edges))
             if dag_edges and version == self._dag_version:
                 self._dag.add_edges_from(dag_edges)
                 self._dag_version = version + 1
@@ -148,7 +146,7 @@ class TaskQueue:
             "timestamp": now, "event_type": "task", "content": record.content,
             "outcome": "ongoing" if root is None else "blocked",
             "task_id": record.task_id, "task_type": record.task_type,
-            "task_status": status.value, "requirements": tr.dumps(record.requirements),
+            "task_status": status.value, "context_phase": status.value, "requirements": tr.dumps(record.requirements),
             "dependencies": tr.dumps(record.dependencies), "priority": record.priority,
             "retry_count": 0, "estimated_duration_ms": record.estimated_duration_ms,
             "task_batch_id": record.batch_id, "created_at": now,
@@ -197,16 +195,13 @@ class TaskQueue:
         """
         agent_id = v.text("agent_id", agent_id)
         with self.db.transaction():
-            profile = self.graph.agent_profile(agent_id)
-            if profile is None:
-                raise AgentNotFoundError(f"agent {agent_id!r} is not registered")
-            if not profile.get("active", True):
-                return None
             now = self.clock()
-            task = self.episodic.claim(agent_id, profile["capabilities"],
-                                       profile["max_concurrent_tasks"], now, self._lease(now))
-            if task is not None:
-                self._log(task.id, PENDING, ASSIGNED, agent_id, now, "claimed")
+            task = self.episodic.claim(agent_id, now, self._lease(now))
+            if task is None:
+                if self.graph.agent_profile(agent_id) is None:
+                    raise AgentNotFoundError(f"agent {agent_id!r} is not registered")
+                return None
+            self._log(task.id, PENDING, ASSIGNED, agent_id, now, "claimed")
         return task
 
     def start_task(self, task_id: str) -> Task:

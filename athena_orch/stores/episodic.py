@@ -10,6 +10,7 @@ import pandas as pd
 
 from ..models import Task, TaskStatus
 from .database import Database
+from .graph import HAS_CAPABILITY, entity_id
 
 TRANSITION_EVENT = "task_transition"
 RESULT_EVENT = "task_result"
@@ -53,12 +54,12 @@ class EpisodicStore:
         self.db = db
 
     # ------------------------------------------------------------------ writes
-    def insert_tasks(self, tasks: pd.DataFrame, edges: pd.DataFrame, events: pd.DataFrame) -> None:
-        """New task rows, their dependency edges and their 'created' events, in one go."""
+    def insert_tasks(self, tasks: pd.DataFrame, edges: pd.DataFrame) -> None:
+        """New task rows and their dependency edges, in one go. A task row is itself the
+        episodic event of its creation."""
         with self.db.transaction():
             self.db.insert_frame("episodic_insert", tasks)
             self.db.insert_frame("dependencies_insert", edges)
-            self.db.insert_frame("episodic_insert", events)
             if not edges.empty:
                 self.db.bump_version("dag")
 
@@ -82,11 +83,14 @@ class EpisodicStore:
         return self._transition("task_assign", task_id=task_id, agent_id=agent_id, now=now,
                                 lease_until=lease_until)
 
-    def claim(self, agent_id: str, capabilities: list[str], capacity: int, now: datetime,
-              lease_until: datetime) -> Task | None:
-        """Assign the best ready task the agent can do, if it is below ``capacity``."""
-        return self._transition("task_claim", agent_id=agent_id, capabilities=capabilities,
-                                capacity=capacity, now=now, lease_until=lease_until)
+    def claim(self, agent_id: str, now: datetime, lease_until: datetime) -> Task | None:
+        """Assign the best ready task the agent can do, if it is registered, active and
+        below capacity (its graph entity and capability relations say so)."""
+        return self._transition("task_claim", agent_id=agent_id,
+                                agent_key=entity_id("agent", agent_id),
+                                relation_type=HAS_CAPABILITY,
+                                capability_prefix=entity_id("capability", ""),
+                                now=now, lease_until=lease_until)
 
     def start(self, task_id: str, now: datetime, lease_until: datetime) -> Task | None:
         return self._transition("task_start", task_id=task_id, now=now, lease_until=lease_until)
@@ -154,12 +158,6 @@ class EpisodicStore:
 
     def status_counts(self) -> dict[str, int]:
         return dict(self.db.fetch_rows("task_status_counts"))
-
-    def agent_load(self, agent_id: str) -> int:
-        return int(self.db.fetch_value("agent_load", agent_id=agent_id))
-
-    def agent_active_tasks(self, agent_id: str) -> list[str]:
-        return [r[0] for r in self.db.fetch_rows("agent_active_tasks", agent_id=agent_id)]
 
     def dependency_edges(self) -> list[tuple[str, str]]:
         """(dependency, dependent) pairs."""

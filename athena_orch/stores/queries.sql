@@ -50,18 +50,24 @@ WHERE task_id = $task_id AND task_status = 'pending' AND waiting_on = 0
 RETURNING *;
 
 -- name: task_claim
--- Hand the agent the best ready task it is capable of (priority, then age, then insertion),
--- if it holds fewer than $capacity tasks.
+-- Hand an active agent the best ready task it has every capability for (priority, then
+-- age, then insertion), if it holds fewer tasks than its capacity: one atomic statement.
 UPDATE episodic_events
 SET task_status = 'assigned', assigned_to = $agent_id, assigned_at = $now, lease_until = $lease_until
-WHERE (SELECT count(*) FROM episodic_events
-       WHERE assigned_to = $agent_id AND task_status IN ('assigned', 'running')) < $capacity
-  AND task_id = (
-    SELECT task_id FROM episodic_events
-    WHERE task_status = 'pending' AND waiting_on = 0
-      AND (retry_until IS NULL OR retry_until <= $now)
-      AND list_has_all($capabilities::VARCHAR[], from_json(requirements, '["VARCHAR"]'))
-    ORDER BY priority_rank, created_at, id
+WHERE task_id = (
+    SELECT t.task_id FROM episodic_events t, graph_entities a
+    WHERE a.entity_id = $agent_key
+      AND json_extract(a.properties, '$.active')::BOOLEAN
+      AND (SELECT count(*) FROM episodic_events
+           WHERE assigned_to = $agent_id AND task_status IN ('assigned', 'running'))
+          < json_extract(a.properties, '$.max_concurrent_tasks')::INTEGER
+      AND t.task_status = 'pending' AND t.waiting_on = 0
+      AND (t.retry_until IS NULL OR t.retry_until <= $now)
+      AND list_has_all(
+            (SELECT coalesce(list(target_id), []) FROM graph_relations
+             WHERE source_id = $agent_key AND relation_type = $relation_type),
+            list_transform(from_json(t.requirements, '["VARCHAR"]'), lambda r: $capability_prefix || r))
+    ORDER BY t.priority_rank, t.created_at, t.id
     LIMIT 1)
   AND task_status = 'pending'
 RETURNING *;
@@ -167,16 +173,6 @@ ORDER BY lease_until, id;
 SELECT task_status, count(*) AS n FROM episodic_events
 WHERE task_id IS NOT NULL GROUP BY task_status;
 
--- name: agent_load
--- An agent's load: its assigned and running tasks.
-SELECT count(*) FROM episodic_events
-WHERE assigned_to = $agent_id AND task_status IN ('assigned', 'running');
-
--- name: agent_active_tasks
-SELECT task_id FROM episodic_events
-WHERE assigned_to = $agent_id AND task_status IN ('assigned', 'running')
-ORDER BY id;
-
 -- name: dependency_edges
 SELECT depends_on, task_id FROM task_dependencies;
 
@@ -184,9 +180,17 @@ SELECT depends_on, task_id FROM task_dependencies;
 SELECT task_id FROM task_dependencies WHERE depends_on = $task_id ORDER BY task_id;
 
 -- name: task_history
--- A task's transition events, oldest first.
-SELECT id AS event_id, timestamp AS at, content FROM episodic_events
-WHERE context_task = $task_id AND event_type = 'task_transition'
+-- A task's history, oldest first: its creation (the task row itself, created in the
+-- status kept in context_phase) and then its transition events.
+SELECT id AS event_id, timestamp AS at, content FROM (
+    SELECT id, timestamp, json_object(
+        'from_status', NULL, 'to_status', context_phase, 'agent_id', NULL,
+        'detail', CASE WHEN blocked_by IS NOT NULL AND context_phase = 'blocked'
+                       THEN 'created blocked by ' || blocked_by ELSE 'created' END)::VARCHAR AS content
+    FROM episodic_events WHERE task_id = $task_id
+    UNION ALL
+    SELECT id, timestamp, content FROM episodic_events
+    WHERE context_task = $task_id AND event_type = 'task_transition')
 ORDER BY id;
 
 -- name: tasks_frame
@@ -202,9 +206,16 @@ WHERE task_id IS NOT NULL
 ORDER BY priority_rank, created_at, id;
 
 -- name: transitions_frame
--- Every task transition event, oldest first (queue state over time).
-SELECT id AS event_id, timestamp AS at, context_task AS task_id, content
-FROM episodic_events WHERE event_type = 'task_transition' ORDER BY id;
+-- Every task's creation and transitions, oldest first (queue state over time).
+SELECT id AS event_id, timestamp AS at, task_id, content FROM (
+    SELECT id, timestamp, task_id, json_object(
+        'from_status', NULL, 'to_status', context_phase, 'agent_id', NULL,
+        'detail', 'created')::VARCHAR AS content
+    FROM episodic_events WHERE task_id IS NOT NULL
+    UNION ALL
+    SELECT id, timestamp, context_task, content FROM episodic_events
+    WHERE event_type = 'task_transition')
+ORDER BY id;
 
 -- ---------------------------------------------------------------- knowledge graph
 

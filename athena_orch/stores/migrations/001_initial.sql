@@ -17,7 +17,7 @@ CREATE TABLE IF NOT EXISTS episodic_events (
     context_cwd TEXT,
     context_files TEXT,
     context_task TEXT,          -- for events about a task: that task's id
-    context_phase TEXT,
+    context_phase TEXT,         -- task rows: the status it was created in; events: the new status
     duration_ms BIGINT,
     learned TEXT,
     confidence DOUBLE,

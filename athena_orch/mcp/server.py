@@ -1,0 +1,298 @@
+"""The athena-orch MCP server: ``build_server(orch)`` and the ``athena-orch mcp`` command.
+
+- ``athena-orch mcp [--db PATH]`` serves one client over stdio.
+- ``athena-orch mcp --http HOST:PORT`` serves streamable HTTP at ``http://HOST:PORT/mcp``, so
+  many agents share one queue through the one process that owns the DuckDB file. ``HOST``
+  defaults to 127.0.0.1 (``--http :8765`` or ``--http 8765``). Binding anything but a
+  loopback address needs a bearer token (``--token`` or ``ATHENA_ORCH_TOKEN``); when a token
+  is set, requests without ``Authorization: Bearer <token>`` get HTTP 401.
+- Either way the server calls ``queue.requeue_stale()`` every 30 s (``ATHENA_ORCH_REQUEUE_SECONDS``
+  changes it), so the tasks of agents that died are retried by the others.
+"""
+
+from __future__ import annotations
+
+import argparse
+import hmac
+import ipaddress
+import json
+import logging
+import math
+import os
+import signal
+import sys
+import threading
+from collections.abc import Callable
+from typing import Any
+
+import anyio
+import anyio.to_thread
+import pydantic
+from mcp.server import MCPServer
+from mcp.server.mcpserver.exceptions import ToolError, UnexpectedToolError
+from starlette.types import ASGIApp, Receive, Scope, Send
+
+from .. import __version__
+from ..exceptions import OrchestrationError
+from .handlers import TOOL_NAMES, OrchestrationHandlers
+
+logger = logging.getLogger("athena_orch.mcp")
+
+TOKEN_ENV = "ATHENA_ORCH_TOKEN"
+REQUEUE_ENV = "ATHENA_ORCH_REQUEUE_SECONDS"
+DEFAULT_REQUEUE_SECONDS = 30.0
+DEFAULT_HOST = "127.0.0.1"
+MCP_PATH = "/mcp"
+
+INSTRUCTIONS = """\
+athena-orch: a shared task queue with an agent registry and an explainable router.
+Worker loop: orchestration_register_agent once (id + capabilities), then repeat
+orchestration_claim_task -> orchestration_start_task -> do the work (call
+orchestration_heartbeat for long work) -> orchestration_complete_task, or
+orchestration_fail_task on failure. Coordinators create work with orchestration_create_task
+or orchestration_create_tasks (batch-local `key`s for dependencies), watch it with
+orchestration_get_queue_statistics / orchestration_query_tasks / orchestration_get_task, and
+ask orchestration_route_task who should do a task and why. Errors come back as tool errors
+naming what was wrong; nothing is changed by a call that fails."""
+
+
+class OrchestrationServer(MCPServer):
+    """An ``MCPServer`` whose tool errors for bad arguments are short and name the argument,
+    and which refuses arguments a tool does not take (instead of silently ignoring them)."""
+
+    handlers: OrchestrationHandlers
+
+    _arg_names: dict[str, frozenset[str]] | None = None
+
+    async def call_tool(self, name: str, arguments: dict[str, Any],
+                        context: Any = None) -> Any:
+        known = await self._tool_arguments(name)
+        if known is not None:
+            unknown = sorted(set(arguments) - known)
+            if unknown:
+                raise ToolError(f"Error executing tool {name}: unknown argument(s) {unknown}; "
+                                f"it takes {sorted(known)}")
+        try:
+            return await super().call_tool(name, arguments, context)
+        except UnexpectedToolError:
+            raise
+        except ToolError as exc:
+            cause = exc.__cause__
+            if isinstance(cause, pydantic.ValidationError):
+                problems = "; ".join(_describe(error) for error in cause.errors())
+                raise ToolError(f"Error executing tool {name}: invalid arguments: "
+                                f"{problems}") from cause
+            raise
+
+    async def _tool_arguments(self, name: str) -> frozenset[str] | None:
+        if self._arg_names is None or name not in self._arg_names:
+            self._arg_names = {t.name: frozenset(t.input_schema.get("properties", {}))
+                               for t in await self.list_tools()}
+        return self._arg_names.get(name)
+
+
+def _describe(error: Any) -> str:
+    """One pydantic error as 'argument: message (got value)'."""
+    where = ".".join(str(part) for part in error.get("loc", ())) or "arguments"
+    message = error.get("msg", "is invalid")
+    if error.get("type") == "missing":
+        return f"{where}: required"
+    try:
+        shown = json.dumps(error.get("input"), default=str)
+    except (TypeError, ValueError):
+        shown = str(error.get("input"))
+    if len(shown) > 80:
+        shown = shown[:77] + "..."
+    return f"{where}: {message} (got {shown})"
+
+
+def build_server(orch: Any, *, name: str = "athena-orch") -> MCPServer:
+    """An MCP server with every orchestration tool over ``orch`` (an OrchestrationManager).
+
+    The server's ``handlers`` attribute is the :class:`OrchestrationHandlers` it uses.
+    """
+    server = OrchestrationServer(name=name, version=__version__, instructions=INSTRUCTIONS,
+                                 log_level="WARNING")
+    server.handlers = OrchestrationHandlers(orch.queue, orch.registry, orch.router)
+    server.handlers.register_tools(server)
+    return server
+
+
+# --------------------------------------------------------------------------- background work
+async def requeue_loop(handlers: OrchestrationHandlers, interval: float) -> None:
+    """Every ``interval`` seconds, retry the tasks whose lease ran out (forever)."""
+    while True:
+        await anyio.sleep(interval)
+        try:
+            stale = await anyio.to_thread.run_sync(handlers.requeue_stale)
+        except Exception:  # the timer must never take the server down
+            logger.exception("requeue_stale failed; will try again in %s s", interval)
+            continue
+        if stale:
+            logger.warning("requeued %d task(s) whose lease ran out: %s", len(stale),
+                           ", ".join(stale))
+
+
+# --------------------------------------------------------------------------- HTTP pieces
+class BearerTokenMiddleware:
+    """Answers HTTP 401 to every request without ``Authorization: Bearer <token>``."""
+
+    def __init__(self, app: ASGIApp, token: str):
+        self.app = app
+        self._token = token.encode()
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] in ("http", "websocket") and not self._authorized(scope):
+            body = json.dumps({"error": "unauthorized",
+                               "error_description": "send Authorization: Bearer <token>"}).encode()
+            await send({"type": "http.response.start", "status": 401, "headers": [
+                (b"content-type", b"application/json"),
+                (b"content-length", str(len(body)).encode()),
+                (b"www-authenticate", b'Bearer realm="athena-orch"')]})
+            await send({"type": "http.response.body", "body": body})
+            return
+        await self.app(scope, receive, send)
+
+    def _authorized(self, scope: Scope) -> bool:
+        for key, value in scope.get("headers", ()):
+            if key.lower() == b"authorization":
+                scheme, _, credentials = value.partition(b" ")
+                return scheme.lower() == b"bearer" and hmac.compare_digest(
+                    credentials.strip(), self._token)
+        return False
+
+
+def parse_http_address(text: str) -> tuple[str, int]:
+    """``HOST:PORT``, ``:PORT``, ``PORT`` or ``[IPv6]:PORT`` -> (host, port); host defaults
+    to 127.0.0.1. Raises ValueError with a readable message."""
+    text = text.strip()
+    if text.startswith("["):
+        host, sep, port = text[1:].partition("]:")
+        if not sep:
+            raise ValueError(f"--http {text!r}: write an IPv6 address as [ADDRESS]:PORT")
+    elif ":" in text:
+        host, _, port = text.rpartition(":")
+    else:
+        host, port = "", text
+    host = host or DEFAULT_HOST
+    if not port.isdigit() or not 0 < int(port) < 65536:
+        raise ValueError(f"--http {text!r}: expected HOST:PORT with a port from 1 to 65535")
+    return host, int(port)
+
+
+def is_loopback(host: str) -> bool:
+    if host.lower() == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def _url(host: str, port: int) -> str:
+    shown = f"[{host}]" if ":" in host else host
+    return f"http://{shown}:{port}{MCP_PATH}"
+
+
+async def serve_http(server: MCPServer, host: str, port: int, *, token: str | None,
+                     requeue_seconds: float, announce: Callable[[], None]) -> None:
+    """Serve streamable HTTP until SIGINT/SIGTERM, requeueing stale tasks meanwhile."""
+    import uvicorn
+
+    app: ASGIApp = server.streamable_http_app(host=host, streamable_http_path=MCP_PATH)
+    if token:
+        app = BearerTokenMiddleware(app, token)
+    config = uvicorn.Config(app, host=host, port=port, log_level="warning", lifespan="on",
+                            timeout_graceful_shutdown=3)
+    web = uvicorn.Server(config)
+
+    def stop(signum: int, frame: Any) -> None:
+        web.should_exit = True
+
+    previous = {}
+    if threading.current_thread() is threading.main_thread():
+        previous = {sig: signal.signal(sig, stop) for sig in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(requeue_loop, server.handlers, requeue_seconds)
+
+            async def announce_when_started() -> None:
+                while not web.started and not web.should_exit:
+                    await anyio.sleep(0.02)
+                if web.started:
+                    announce()
+
+            tg.start_soon(announce_when_started)
+            await web.serve()
+            tg.cancel_scope.cancel()
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+
+
+async def serve_stdio(server: MCPServer, *, requeue_seconds: float) -> None:
+    """Serve one client over stdin/stdout until it closes stdin."""
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(requeue_loop, server.handlers, requeue_seconds)
+        await server.run_stdio_async()
+        tg.cancel_scope.cancel()
+
+
+# --------------------------------------------------------------------------- the command
+def _requeue_seconds(args: argparse.Namespace) -> float:
+    value = getattr(args, "requeue_seconds", None) or os.environ.get(REQUEUE_ENV)
+    if value is None:
+        return DEFAULT_REQUEUE_SECONDS
+    seconds = float(value)
+    if not math.isfinite(seconds) or seconds <= 0:
+        raise ValueError(f"{REQUEUE_ENV} must be a positive number of seconds, not {value!r}")
+    return seconds
+
+
+def _say(message: str) -> None:
+    print(f"athena-orch mcp: {message}", file=sys.stderr, flush=True)
+
+
+def run_server_cli(args: argparse.Namespace) -> int:
+    """``athena-orch mcp``: returns the exit status (0 after a clean stop, 1 when the
+    database cannot be opened, 2 for a bad command line or an unsafe bind)."""
+    token = args.token or os.environ.get(TOKEN_ENV) or None
+    try:
+        requeue_seconds = _requeue_seconds(args)
+        address = parse_http_address(args.http) if args.http else None
+    except ValueError as exc:
+        _say(str(exc))
+        return 2
+    if address is not None and not is_loopback(address[0]) and not token:
+        _say(f"refusing to serve on {address[0]}, which is not a loopback address, without a "
+             f"bearer token: pass --token TOKEN or set {TOKEN_ENV} (clients then send "
+             "'Authorization: Bearer TOKEN'), or bind 127.0.0.1")
+        return 2
+
+    import athena_orch
+
+    try:
+        orch = athena_orch.connect(args.db)
+    except OrchestrationError as exc:
+        _say(str(exc))
+        return 1
+    try:
+        server = build_server(orch)
+        if address is None:
+            note = "; --token is ignored over stdio" if token else ""
+            _say(f"serving MCP over stdio (db {orch.path}, {len(TOOL_NAMES)} tools{note})")
+            anyio.run(lambda: serve_stdio(server, requeue_seconds=requeue_seconds))
+        else:
+            host, port = address
+            auth = "bearer token required" if token else "no token"
+            anyio.run(lambda: serve_http(
+                server, host, port, token=token, requeue_seconds=requeue_seconds,
+                announce=lambda: _say(f"serving MCP over streamable HTTP at {_url(host, port)} "
+                                      f"(db {orch.path}, {auth})")))
+    except KeyboardInterrupt:
+        pass
+    except SystemExit as exc:  # uvicorn exits when it cannot bind the port
+        return exc.code if isinstance(exc.code, int) else 1
+    finally:
+        orch.close()
+    return 0

@@ -166,9 +166,12 @@ class TaskQueue:
 
     def _log(self, task_id: str, before: TaskStatus | None, after: TaskStatus,
              agent_id: str | None, now: datetime, detail: str = "") -> None:
-        row = self._event_row(task_id, before, after, agent_id, detail, now)
-        self.episodic.record_event(task_id, TRANSITION_EVENT, row["content"], row["outcome"],
-                                   row["context_phase"], now)
+        self._log_many([(task_id, before, after, agent_id, detail)], now)
+
+    def _log_many(self, transitions: list[tuple], now: datetime) -> None:
+        """Record (task_id, from, to, agent_id, detail) transitions as episodic events."""
+        self.episodic.record_events(pd.DataFrame(
+            [self._event_row(*t, now) for t in transitions]))
 
     # ------------------------------------------------------------------ handing out
     def assign_task(self, task_id: str, agent_id: str) -> Task:
@@ -193,16 +196,27 @@ class TaskQueue:
         None also when the agent is inactive or at capacity; AgentNotFoundError when it is
         not registered.
         """
+        tasks = self.claim_tasks(agent_id, 1)
+        return tasks[0] if tasks else None
+
+    def claim_tasks(self, agent_id: str, n: int, *, start: bool = False) -> list[Task]:
+        """Claim up to ``n`` ready tasks at once (never past the agent's free capacity), in
+        queue order; with ``start=True`` they are started too (the bulk worker's path)."""
         agent_id = v.text("agent_id", agent_id)
+        n = v.non_negative_int("n", n)
+        start = v.boolean("start", start)
         with self.db.transaction():
             now = self.clock()
-            task = self.episodic.claim(agent_id, now, self._lease(now))
-            if task is None:
-                if self.graph.agent_profile(agent_id) is None:
-                    raise AgentNotFoundError(f"agent {agent_id!r} is not registered")
-                return None
-            self._log(task.id, PENDING, ASSIGNED, agent_id, now, "claimed")
-        return task
+            tasks = self.episodic.claim(agent_id, n, RUNNING if start else ASSIGNED, now,
+                                        self._lease(now)) if n else []
+            if not tasks and self.graph.agent_profile(agent_id) is None:
+                raise AgentNotFoundError(f"agent {agent_id!r} is not registered")
+            steps = [(t.id, PENDING, ASSIGNED, agent_id, "claimed") for t in tasks]
+            if start:
+                steps += [(t.id, ASSIGNED, RUNNING, agent_id, "started") for t in tasks]
+            if steps:
+                self._log_many(steps, now)
+        return tasks
 
     def start_task(self, task_id: str) -> Task:
         """assigned -> running; renews the lease."""
@@ -221,24 +235,35 @@ class TaskQueue:
 
         ``metrics["duration_ms"]`` is the execution time; without it, the time since start.
         """
-        task_id = v.text("task_id", task_id)
-        result = v.string("result", result)
         metrics = v.mapping("metrics", metrics)
-        duration = v.non_negative_int("metrics['duration_ms']", metrics.get("duration_ms"),
-                                      allow_none=True)
+        return self.complete_tasks([{"task_id": task_id, "result": result,
+                                     "duration_ms": metrics.get("duration_ms")}])[0]
+
+    def complete_tasks(self, results: dict[str, str] | Iterable[dict[str, Any]] | pd.DataFrame
+                       ) -> list[Task]:
+        """Complete many running tasks at once, all or nothing: ``{task_id: result}``, or
+        records / DataFrame rows with task_id, result and optional duration_ms."""
+        done = tr.completions_from(results)
+        if done.empty:
+            return []
         with self.db.transaction():
             now = self.clock()
-            event_id = self.episodic.record_event(task_id, RESULT_EVENT, result, "success",
-                                                  COMPLETED.value, now)
-            task = self._changed(task_id, "complete",
-                                 self.episodic.complete(task_id, now, duration, event_id))
-            self.episodic.release_dependents(task.id)
-            if task.assigned_to is not None:
-                self.meta.record_outcome(task.assigned_to, now, completed=1,
-                                         success_ms=task.execution_duration_ms)
-            self._log(task.id, RUNNING, COMPLETED, task.assigned_to, now, "completed")
-        task.result = result
-        return task
+            tasks = {t.id: t for t in self.episodic.complete(done, now)}
+            for task_id in done["task_id"]:
+                if task_id not in tasks:
+                    self._changed(task_id, "complete", None)  # raises: unknown or not running
+            self.episodic.release_dependents(list(tasks))
+            finished = [t for t in tasks.values() if t.assigned_to is not None]
+            if finished:
+                self.meta.record_outcomes(pd.DataFrame({
+                    "agent_id": [t.assigned_to for t in finished], "completed": 1, "failed": 0,
+                    "success_ms": [t.execution_duration_ms for t in finished]}), now)
+            self._log_many([(t.id, RUNNING, COMPLETED, t.assigned_to, "completed")
+                            for t in tasks.values()], now)
+        ordered = [tasks[tid] for tid in done["task_id"]]
+        for task, result in zip(ordered, done["result"]):
+            task.result = result
+        return ordered
 
     def fail_task(self, task_id: str, error: str, should_retry: bool = True) -> Task:
         """assigned/running -> pending (a retry, after a back-off) or failed for good.

@@ -147,3 +147,33 @@ def priority_rank(priority: str) -> int:
 
 def dumps(values: list[str]) -> str:
     return json.dumps(values, ensure_ascii=False)
+
+
+def completions_from(results: Any) -> pd.DataFrame:
+    """Validate what ``complete_tasks`` was given as a frame of task_id, result, duration_ms."""
+    if isinstance(results, dict):
+        rows = [{"task_id": k, "result": val} for k, val in results.items()]
+    elif isinstance(results, pd.DataFrame):
+        rows = results.to_dict("records")
+    elif isinstance(results, (str, bytes)) or not isinstance(results, Iterable):
+        raise ValidationError("results must be a dict of task_id -> result, records or a "
+                              f"DataFrame, not {type(results).__name__}")
+    else:
+        rows = list(results)
+    checked = []
+    for i, row in enumerate(rows):
+        if not isinstance(row, dict):
+            raise ValidationError(f"result {i}: must be a dict, not {type(row).__name__}")
+        v.known_keys(f"result {i}", row, ("task_id", "result", "duration_ms"))
+        duration = row.get("duration_ms")
+        checked.append({
+            "task_id": v.text("task_id", row.get("task_id")),
+            "result": v.string("result", row.get("result")),
+            "duration_ms": v.non_negative_int("metrics['duration_ms']",
+                                              None if _missing(duration) else _as_int(duration),
+                                              allow_none=True)})
+    ids = [c["task_id"] for c in checked]
+    if len(ids) != len(set(ids)):
+        raise ValidationError("results name a task twice")
+    return pd.DataFrame(checked, columns=["task_id", "result", "duration_ms"]).astype(
+        {"duration_ms": "Int64"})

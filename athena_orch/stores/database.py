@@ -130,14 +130,18 @@ class Database:
         with self._lock:
             return self.execute(name, **params).df()
 
-    def insert_frame(self, name: str, frame: pd.DataFrame) -> None:
-        """Run a named bulk insert that reads ``frame`` as the relation ``incoming``."""
+    def insert_frame(self, name: str, frame: pd.DataFrame, /,
+                     **params: Any) -> list[dict[str, Any]]:
+        """Run a named bulk statement that reads ``frame`` as the relation ``incoming``;
+        returns the rows of its RETURNING clause, if any."""
         if frame.empty:
-            return
+            return []
         with self._lock:
             self._conn.register("incoming", frame)
             try:
-                self.execute(name)
+                cursor = self.execute(name, **params)
+                columns = [d[0] for d in cursor.description]
+                return [dict(zip(columns, row)) for row in cursor.fetchall()]
             finally:
                 with suppress(duckdb.Error):  # in an aborted transaction; ROLLBACK clears it
                     self._conn.unregister("incoming")

@@ -64,13 +64,8 @@ class EpisodicStore:
                 self.db.bump_version("dag")
 
     def record_events(self, events: pd.DataFrame) -> None:
+        """Task transition events (rows of episodic_events columns)."""
         self.db.insert_frame("episodic_insert", events)
-
-    def record_event(self, task_id: str, event_type: str, content: str, outcome: str,
-                     phase: str | None, now: datetime) -> int:
-        """One event about a task; returns its episodic id."""
-        return self.db.fetch_value("event_insert", task_id=task_id, event_type=event_type,
-                                   content=content, outcome=outcome, phase=phase, now=now)
 
     # Transitions: a guarded UPDATE that returns the task as it is now, or None when the
     # task was not in a state the transition starts from.
@@ -83,22 +78,30 @@ class EpisodicStore:
         return self._transition("task_assign", task_id=task_id, agent_id=agent_id, now=now,
                                 lease_until=lease_until)
 
-    def claim(self, agent_id: str, now: datetime, lease_until: datetime) -> Task | None:
-        """Assign the best ready task the agent can do, if it is registered, active and
-        below capacity (its graph entity and capability relations say so)."""
-        return self._transition("task_claim", agent_id=agent_id,
-                                agent_key=entity_id("agent", agent_id),
-                                relation_type=HAS_CAPABILITY,
-                                capability_prefix=entity_id("capability", ""),
-                                now=now, lease_until=lease_until)
+    def claim(self, agent_id: str, limit: int, status: TaskStatus, now: datetime,
+              lease_until: datetime) -> list[Task]:
+        """Give the agent up to ``limit`` of the best ready tasks it can do, within its free
+        capacity, in queue order; none if it is unregistered or inactive."""
+        rows = self.db.fetch_dicts("tasks_claim", agent_id=agent_id, limit=limit,
+                                   status=status.value, agent_key=entity_id("agent", agent_id),
+                                   relation_type=HAS_CAPABILITY,
+                                   capability_prefix=entity_id("capability", ""),
+                                   now=now, lease_until=lease_until)
+        rows.sort(key=lambda r: (r["priority_rank"], r["created_at"], r["id"]))
+        return [row_to_task(r) for r in rows]
 
     def start(self, task_id: str, now: datetime, lease_until: datetime) -> Task | None:
         return self._transition("task_start", task_id=task_id, now=now, lease_until=lease_until)
 
-    def complete(self, task_id: str, now: datetime, duration_ms: int | None,
-                 result_event_id: int) -> Task | None:
-        return self._transition("task_complete", task_id=task_id, now=now,
-                                duration_ms=duration_ms, result_event_id=result_event_id)
+    def complete(self, done: pd.DataFrame, now: datetime) -> list[Task]:
+        """Complete the running tasks of ``done`` (task_id, result, duration_ms); each result
+        becomes an event linked from its task. Tasks not running are left out."""
+        events = self.db.insert_frame("results_insert", done[["task_id", "result"]], now=now)
+        event_ids = {e["task_id"]: e["id"] for e in events}
+        linked = done.assign(result_event_id=done["task_id"].map(event_ids))
+        rows = self.db.insert_frame("tasks_complete",
+                                    linked[["task_id", "duration_ms", "result_event_id"]], now=now)
+        return [row_to_task(r) for r in rows]
 
     def retry(self, task_id: str, error: str, retry_until: datetime) -> Task | None:
         return self._transition("task_retry", task_id=task_id, error=error,
@@ -117,9 +120,9 @@ class EpisodicStore:
         rows = self.db.fetch_rows("tasks_block", task_ids=task_ids, root=root, reason=reason)
         return [r[0] for r in rows]
 
-    def release_dependents(self, task_id: str) -> None:
-        """Count one more completed dependency for every task waiting on ``task_id``."""
-        self.db.execute("dependents_release", task_id=task_id)
+    def release_dependents(self, task_ids: list[str]) -> None:
+        """Count the newly completed ``task_ids`` for every task waiting on them."""
+        self.db.execute("dependents_release", task_ids=task_ids)
 
     def renew_lease(self, task_id: str, lease_until: datetime) -> bool:
         return bool(self.db.fetch_rows("task_renew_lease", task_id=task_id,

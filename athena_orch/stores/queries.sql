@@ -36,12 +36,6 @@ INSERT INTO episodic_events BY NAME SELECT * FROM incoming;
 -- name: dependencies_insert
 INSERT INTO task_dependencies BY NAME SELECT * FROM incoming;
 
--- name: event_insert
--- One event about a task (a transition or a result); returns its id.
-INSERT INTO episodic_events (timestamp, event_type, content, outcome, context_task, context_phase)
-VALUES ($now, $event_type, $content, $outcome, $task_id, $phase)
-RETURNING id;
-
 -- name: task_assign
 -- pending -> assigned, for a task whose dependencies are all completed.
 UPDATE episodic_events
@@ -49,27 +43,34 @@ SET task_status = 'assigned', assigned_to = $agent_id, assigned_at = $now, lease
 WHERE task_id = $task_id AND task_status = 'pending' AND waiting_on = 0
 RETURNING *;
 
--- name: task_claim
--- Hand an active agent the best ready task it has every capability for (priority, then
--- age, then insertion), if it holds fewer tasks than its capacity: one atomic statement.
+-- name: tasks_claim
+-- Hand an active agent up to $limit of the best ready tasks it has every capability for
+-- (priority, then age, then insertion), no more than its free capacity, as $status
+-- ('assigned', or 'running' to start them at once): one atomic statement.
 UPDATE episodic_events
-SET task_status = 'assigned', assigned_to = $agent_id, assigned_at = $now, lease_until = $lease_until
-WHERE task_id = (
-    SELECT t.task_id FROM episodic_events t, graph_entities a
-    WHERE a.entity_id = $agent_key
-      AND json_extract(a.properties, '$.active')::BOOLEAN
-      AND (SELECT count(*) FROM episodic_events
-           WHERE assigned_to = $agent_id AND task_status IN ('assigned', 'running'))
-          < json_extract(a.properties, '$.max_concurrent_tasks')::INTEGER
-      AND t.task_status = 'pending' AND t.waiting_on = 0
-      AND (t.retry_until IS NULL OR t.retry_until <= $now)
-      AND list_has_all(
-            (SELECT coalesce(list(target_id), []) FROM graph_relations
-             WHERE source_id = $agent_key AND relation_type = $relation_type),
-            list_transform(from_json(t.requirements, '["VARCHAR"]'), lambda r: $capability_prefix || r))
-    ORDER BY t.priority_rank, t.created_at, t.id
-    LIMIT 1)
-  AND task_status = 'pending'
+SET task_status = $status, assigned_to = $agent_id, assigned_at = $now,
+    started_at = CASE WHEN $status = 'running' THEN $now END, lease_until = $lease_until
+WHERE task_status = 'pending' AND task_id IN (
+    SELECT task_id FROM (
+        SELECT task_id, row_number() OVER (ORDER BY priority_rank, created_at, id) AS position
+        FROM (
+            SELECT t.task_id, t.priority_rank, t.created_at, t.id
+            FROM episodic_events t
+            WHERE t.task_status = 'pending' AND t.waiting_on = 0
+              AND (t.retry_until IS NULL OR t.retry_until <= $now)
+              AND list_has_all(
+                    (SELECT coalesce(list(target_id), []) FROM graph_relations
+                     WHERE source_id = $agent_key AND relation_type = $relation_type),
+                    list_transform(from_json(t.requirements, '["VARCHAR"]'),
+                                   lambda r: $capability_prefix || r))
+            ORDER BY t.priority_rank, t.created_at, t.id
+            LIMIT $limit))
+    WHERE position <= (
+        SELECT CASE WHEN json_extract(properties, '$.active')::BOOLEAN
+                    THEN json_extract(properties, '$.max_concurrent_tasks')::INTEGER ELSE 0 END
+        FROM graph_entities WHERE entity_id = $agent_key)
+      - (SELECT count(*) FROM episodic_events
+         WHERE assigned_to = $agent_id AND task_status IN ('assigned', 'running')))
 RETURNING *;
 
 -- name: task_start
@@ -79,14 +80,21 @@ SET task_status = 'running', started_at = $now, lease_until = $lease_until
 WHERE task_id = $task_id AND task_status = 'assigned'
 RETURNING *;
 
--- name: task_complete
--- running -> completed, linked to its result event.
+-- name: results_insert
+-- Result events of the tasks in "incoming" (task_id, result); returns their ids.
+INSERT INTO episodic_events (timestamp, event_type, content, outcome, context_task, context_phase)
+SELECT $now, 'task_result', result, 'success', task_id, 'completed' FROM incoming
+RETURNING context_task AS task_id, id;
+
+-- name: tasks_complete
+-- running -> completed for the tasks in "incoming" (task_id, duration_ms, result_event_id).
 UPDATE episodic_events
 SET task_status = 'completed', completed_at = $now,
-    execution_duration_ms = coalesce($duration_ms, epoch_ms($now) - epoch_ms(started_at)),
-    success = TRUE, result_task_id = $result_event_id, lease_until = NULL, outcome = 'success'
-WHERE task_id = $task_id AND task_status = 'running'
-RETURNING *;
+    execution_duration_ms = coalesce(i.duration_ms, epoch_ms($now) - epoch_ms(started_at)),
+    success = TRUE, result_task_id = i.result_event_id, lease_until = NULL, outcome = 'success'
+FROM incoming i
+WHERE episodic_events.task_id = i.task_id AND episodic_events.task_status = 'running'
+RETURNING episodic_events.*;
 
 -- name: task_retry
 -- assigned/running -> pending with one retry used and a back-off.
@@ -120,9 +128,11 @@ WHERE task_id IN (SELECT unnest($task_ids::VARCHAR[])) AND task_status = 'pendin
 RETURNING task_id;
 
 -- name: dependents_release
--- One dependency of each dependent of $task_id has completed.
-UPDATE episodic_events SET waiting_on = waiting_on - 1
-WHERE task_id IN (SELECT task_id FROM task_dependencies WHERE depends_on = $task_id);
+-- Count the newly completed dependencies of every task waiting on $task_ids.
+UPDATE episodic_events SET waiting_on = waiting_on - d.completed
+FROM (SELECT task_id, count(*) AS completed FROM task_dependencies
+      WHERE depends_on IN (SELECT unnest($task_ids::VARCHAR[])) GROUP BY task_id) d
+WHERE episodic_events.task_id = d.task_id;
 
 -- name: task_renew_lease
 UPDATE episodic_events SET lease_until = $lease_until
@@ -257,8 +267,10 @@ GROUP BY e.properties;
 -- ---------------------------------------------------------------- agent figures
 
 -- name: metrics_record
--- Add outcomes to an agent's figures (created on first use).
-INSERT INTO agent_metrics VALUES ($agent_id, $completed, $failed, $success_ms, $now)
+-- Add outcomes to agents' figures (created on first use); "incoming" has agent_id,
+-- completed, failed, success_ms.
+INSERT INTO agent_metrics
+SELECT agent_id, sum(completed), sum(failed), sum(success_ms), $now FROM incoming GROUP BY agent_id
 ON CONFLICT (agent_id) DO UPDATE SET
     total_completed = agent_metrics.total_completed + excluded.total_completed,
     total_failed = agent_metrics.total_failed + excluded.total_failed,

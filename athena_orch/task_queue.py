@@ -27,7 +27,7 @@ from .exceptions import (
 )
 from .models import ACTIVE_STATES, QueueStatistics, Task, TaskStatus
 from .stores import EpisodicStore, GraphStore, MetaStore
-from .stores.episodic import RESULT_EVENT, TRANSITION_EVENT
+from .stores.episodic import TRANSITION_EVENT
 
 PENDING, ASSIGNED, RUNNING = TaskStatus.PENDING, TaskStatus.ASSIGNED, TaskStatus.RUNNING
 COMPLETED, FAILED, BLOCKED, CANCELLED = (

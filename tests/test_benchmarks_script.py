@@ -1,0 +1,21 @@
+"""The benchmark runner still runs (quick sizes); it asserts nothing about speed."""
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def test_benchmark_runner_quick_mode_writes_every_figure(tmp_path):
+    out = tmp_path / "results.json"
+    run = subprocess.run(
+        [sys.executable, str(ROOT / "benchmarks" / "run.py"), "--quick", "--out", str(out),
+         "--only", "bulk", "routing", "dependencies"],
+        capture_output=True, text=True, timeout=300)
+    assert run.returncode == 0, run.stderr
+    results = json.loads(out.read_text())["results"]
+    assert len(results) == 9
+    assert all(r["value"] > 0 for r in results)
+    assert "route_batch" in run.stdout

@@ -14,6 +14,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 import networkx as nx
+import numpy as np
 import pandas as pd
 
 from . import validation as v
@@ -234,18 +235,24 @@ class AgentRegistry:
         return self.routing_frame()[FRAME_COLUMNS]
 
     def routing_frame(self) -> pd.DataFrame:
-        """``to_frame`` plus what the router needs: ``confidence`` (capability -> confidence)
-        and ``total_success_ms``."""
-        frame = self._static_frame().merge(self.meta.all_agent_figures(), on="agent_id",
-                                           how="left")
-        for column in ("total_completed", "total_failed", "total_success_ms", "current_load"):
-            frame[column] = frame[column].fillna(0).astype("int64")
-        finished = frame["total_completed"] + frame["total_failed"]
-        frame["success_rate"] = (frame["total_completed"] / finished.where(finished > 0)).fillna(1.0)
-        frame["avg_completion_ms"] = (
-            frame["total_success_ms"] / frame["total_completed"].where(frame["total_completed"] > 0)
-        ).fillna(0.0)
-        return frame
+        """``to_frame`` plus what the router needs: ``confidence`` (capability -> confidence),
+        ``capability_set`` and ``total_success_ms``."""
+        static = self._static_frame()
+        figures = self.meta.all_agent_figures()
+        zero = (0, 0, 0, None, 0)
+        rows = [figures.get(a, zero) for a in static["agent_id"]]
+        completed = np.fromiter((r[0] for r in rows), dtype=np.int64, count=len(rows))
+        failed = np.fromiter((r[1] for r in rows), dtype=np.int64, count=len(rows))
+        success_ms = np.fromiter((r[2] for r in rows), dtype=np.int64, count=len(rows))
+        finished = completed + failed
+        with np.errstate(invalid="ignore", divide="ignore"):
+            success_rate = np.where(finished > 0, completed / finished, 1.0)
+            average = np.where(completed > 0, success_ms / completed, 0.0)
+        return static.assign(
+            current_load=np.fromiter((r[4] for r in rows), dtype=np.int64, count=len(rows)),
+            total_completed=completed, total_failed=failed, total_success_ms=success_ms,
+            success_rate=success_rate, avg_completion_ms=average,
+            last_updated=pd.Series([r[3] for r in rows], index=static.index, dtype=object))
 
     def _static_frame(self) -> pd.DataFrame:
         """The graph's part of the agent table, rebuilt only when the graph changed."""
@@ -259,9 +266,10 @@ class AgentRegistry:
                               for n in graph.neighbors(key)}
                 rows.append({"agent_id": d["name"], "active": d["active"],
                              "max_concurrent_tasks": d["max_concurrent_tasks"],
-                             "capabilities": sorted(confidence), "confidence": confidence})
+                             "capabilities": sorted(confidence), "confidence": confidence,
+                             "capability_set": frozenset(confidence)})
             frame = pd.DataFrame(rows, columns=["agent_id", "active", "max_concurrent_tasks",
-                                                "capabilities", "confidence"])
+                                                "capabilities", "confidence", "capability_set"])
             self._static = (self._graph_version, frame.sort_values("agent_id", ignore_index=True))
         return self._static[1]
 

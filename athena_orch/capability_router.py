@@ -52,31 +52,28 @@ def task_requirements(task: Task | dict[str, Any]) -> tuple[str | None, list[str
                           f"{type(task).__name__}")
 
 
-def candidate_frame(agents: pd.DataFrame, requirements: list[str],
-                    exclude: Iterable[str] = ()) -> pd.DataFrame:
-    """Step 1, filter: who could take the task, and if not, why not."""
+def filter_agents(agents: pd.DataFrame, requirements: list[str],
+                  exclude: Iterable[str] = ()) -> dict[str, np.ndarray]:
+    """Step 1, filter: capable (has every requirement), active, below capacity, not
+    excluded by the caller. Arrays aligned with the rows of ``agents``."""
     needed = set(requirements)
-    frame = pd.DataFrame({
-        "agent_id": agents["agent_id"],
-        "capable": np.array([needed <= set(caps) for caps in agents["capabilities"]], dtype=bool),
-        "active": agents["active"].astype(bool),
-        "load": agents["current_load"].astype("int64"),
-        "capacity": agents["max_concurrent_tasks"].astype("int64"),
-    })
-    frame["at_capacity"] = frame["load"] >= frame["capacity"]
-    missing = [", ".join(sorted(needed - set(caps))) for caps in agents["capabilities"]]
-    excluded = frame["agent_id"].isin(set(exclude))
-    frame["excluded_reason"] = np.select(
-        [excluded.to_numpy(bool), ~frame["active"].to_numpy(bool),
-         ~frame["capable"].to_numpy(bool), frame["at_capacity"].to_numpy(bool)],
-        ["excluded by caller", "inactive", [f"missing capabilities: {m}" for m in missing],
-         [f"at capacity ({ld}/{c})" for ld, c in zip(frame["load"], frame["capacity"])]],
-        default="")
-    return frame
+    load = agents["current_load"].to_numpy(dtype=np.int64)
+    capacity = agents["max_concurrent_tasks"].to_numpy(dtype=np.int64)
+    steps = {
+        "capable": np.fromiter((needed <= caps for caps in agents["capability_set"]),
+                               dtype=bool, count=len(agents)),
+        "active": agents["active"].to_numpy(dtype=bool),
+        "load": load, "capacity": capacity, "at_capacity": load >= capacity,
+        "excluded": agents["agent_id"].isin(set(exclude)).to_numpy(dtype=bool),
+    }
+    steps["eligible"] = (steps["capable"] & steps["active"] & ~steps["at_capacity"]
+                         & ~steps["excluded"])
+    return steps
 
 
-def score_components(frame: pd.DataFrame, agents: pd.DataFrame, requirements: list[str], *,
-                     prior_success_rate: float, prior_weight: float) -> pd.DataFrame:
+def score_components(agents: pd.DataFrame, requirements: list[str], load: np.ndarray,
+                     capacity: np.ndarray, *, prior_success_rate: float,
+                     prior_weight: float) -> dict[str, np.ndarray]:
     """Step 2, the components, each in [0, 1]:
 
     - track_record: success rate pulled toward ``prior_success_rate`` as if the agent had
@@ -85,28 +82,59 @@ def score_components(frame: pd.DataFrame, agents: pd.DataFrame, requirements: li
     - speed: median / (median + own) mean completion time; 0.5 without history;
     - fit: capability confidence on the requirements times how specialised the agent is.
     """
-    completed, failed = agents["total_completed"], agents["total_failed"]
-    frame["track_record"] = ((completed + prior_success_rate * prior_weight)
-                             / (completed + failed + prior_weight)).to_numpy()
-    frame["headroom"] = (1 - frame["load"] / frame["capacity"]).clip(0, 1)
-    timed = agents["avg_completion_ms"].where(completed > 0)
-    reference = timed.median()
-    frame["speed"] = (reference / (reference + timed)).fillna(0.5).to_numpy()
-    specialisation = (len(requirements) + 1) / (agents["capabilities"].map(len) + 1)
-    confidence = [min((conf.get(r, 0.0) for r in requirements), default=1.0)
-                  for conf in agents["confidence"]]
-    frame["fit"] = (specialisation.clip(upper=1.0) * confidence).to_numpy()
-    return frame
+    completed = agents["total_completed"].to_numpy(dtype=float)
+    failed = agents["total_failed"].to_numpy(dtype=float)
+    track = (completed + prior_success_rate * prior_weight) / (completed + failed + prior_weight)
+    headroom = np.clip(1 - load / np.maximum(capacity, 1), 0, 1)
+    average = agents["avg_completion_ms"].to_numpy(dtype=float)
+    timed = completed > 0
+    speed = np.full(len(agents), 0.5)
+    if timed.any():
+        reference = float(np.median(average[timed]))
+        with np.errstate(invalid="ignore", divide="ignore"):
+            ratio = reference / (reference + average)
+        speed[timed] = np.where(np.isfinite(ratio[timed]), ratio[timed], 0.5)
+    sizes = np.fromiter((len(c) for c in agents["capability_set"]), dtype=float,
+                        count=len(agents))
+    specialisation = np.minimum((len(requirements) + 1) / (sizes + 1), 1.0)
+    confidence = np.fromiter((min((conf.get(r, 0.0) for r in requirements), default=1.0)
+                              for conf in agents["confidence"]), dtype=float, count=len(agents))
+    return {"track_record": track, "headroom": headroom, "speed": speed,
+            "fit": specialisation * confidence}
 
 
-def rank(frame: pd.DataFrame, weights: dict[str, float]) -> pd.DataFrame:
-    """Step 3 and 4: weighted total, then rank the eligible (ties: lower load, then id)."""
+def weighted_score(components: dict[str, np.ndarray], weights: dict[str, float]) -> np.ndarray:
+    """Step 3: the weighted mean of the components."""
     total = sum(weights.values())
-    frame["score"] = sum(frame[c] * (weights[c] / total) for c in COMPONENTS)
-    eligible = frame[frame["excluded_reason"] == ""].sort_values(
-        ["score", "load", "agent_id"], ascending=[False, True, True])
-    frame["rank"] = pd.Series(range(1, len(eligible) + 1), index=eligible.index, dtype="Int64")
-    return frame
+    return sum(components[c] * (weights[c] / total) for c in COMPONENTS)
+
+
+def rank_eligible(score: np.ndarray, load: np.ndarray, agent_ids: np.ndarray,
+                  eligible: np.ndarray) -> np.ndarray:
+    """Step 4: row indices of the eligible agents, best first (score, then lower load,
+    then agent id)."""
+    rows = np.flatnonzero(eligible)
+    order = np.lexsort((agent_ids[rows], load[rows], -score[rows]))
+    return rows[order]
+
+
+def excluded_reasons(steps: dict[str, np.ndarray], agents: pd.DataFrame,
+                     requirements: list[str]) -> list[str]:
+    """Why each agent cannot take the task ('' when it can)."""
+    needed = set(requirements)
+    reasons = []
+    for i, caps in enumerate(agents["capability_set"]):
+        if steps["excluded"][i]:
+            reasons.append("excluded by caller")
+        elif not steps["active"][i]:
+            reasons.append("inactive")
+        elif not steps["capable"][i]:
+            reasons.append("missing capabilities: " + ", ".join(sorted(needed - caps)))
+        elif steps["at_capacity"][i]:
+            reasons.append(f"at capacity ({steps['load'][i]}/{steps['capacity'][i]})")
+        else:
+            reasons.append("")
+    return reasons
 
 
 class CapabilityRouter:
@@ -132,16 +160,33 @@ class CapabilityRouter:
                              v.string_list("exclude_agents", exclude_agents),
                              check_weights(weights) if weights is not None else self.weights)
 
+    def _score(self, agents: pd.DataFrame, requirements: list[str], exclude: list[str],
+               weights: dict[str, float]) -> dict[str, Any]:
+        """The four steps as arrays aligned with ``agents``; ``order`` = eligible rows,
+        best first."""
+        steps = filter_agents(agents, requirements, exclude)
+        components = score_components(agents, requirements, steps["load"], steps["capacity"],
+                                      prior_success_rate=self.prior_success_rate,
+                                      prior_weight=self.prior_weight)
+        score = weighted_score(components, weights)
+        ids = agents["agent_id"].to_numpy(dtype=object)
+        order = rank_eligible(score, steps["load"], ids, steps["eligible"])
+        return {**steps, **components, "score": score, "order": order, "agent_id": ids}
+
     def _explain(self, agents: pd.DataFrame, requirements: list[str], exclude: list[str],
                  weights: dict[str, float]) -> pd.DataFrame:
-        frame = candidate_frame(agents, requirements, exclude)
-        frame = score_components(frame, agents, requirements,
-                                 prior_success_rate=self.prior_success_rate,
-                                 prior_weight=self.prior_weight)
-        frame = rank(frame, weights)
-        order = frame["rank"].fillna(len(frame) + 1).astype("int64")
-        return frame.assign(_o=order).sort_values(["_o", "agent_id"]).drop(columns="_o")[
-            EXPLAIN_COLUMNS].reset_index(drop=True)
+        scored = self._score(agents, requirements, exclude, weights)
+        frame = pd.DataFrame({c: scored[c] for c in EXPLAIN_COLUMNS
+                              if c not in ("rank", "excluded_reason")})
+        frame["agent_id"] = frame["agent_id"].astype(str)
+        rank = np.zeros(len(frame), dtype=np.int64)
+        rank[scored["order"]] = np.arange(1, len(scored["order"]) + 1)
+        frame["rank"] = pd.Series(rank, dtype="Int64").mask(rank == 0)
+        frame["excluded_reason"] = excluded_reasons(scored, agents, requirements)
+        rest = np.flatnonzero(rank == 0)
+        rest = rest[np.argsort(scored["agent_id"][rest], kind="stable")]
+        return frame.iloc[np.concatenate([scored["order"], rest])][EXPLAIN_COLUMNS].reset_index(
+            drop=True)
 
     def rank_candidates(self, agent_ids: list[str],
                         task: Task | dict[str, Any] | None = None) -> list[tuple[str, float]]:
@@ -151,9 +196,10 @@ class CapabilityRouter:
         requirements = task_requirements(task)[1] if task is not None else []
         agents = self.registry.routing_frame()
         agents = agents[agents["agent_id"].isin(wanted)].reset_index(drop=True)
-        frame = self._explain(agents, requirements, [], self.weights)
-        frame = frame.sort_values(["score", "load", "agent_id"], ascending=[False, True, True])
-        return [(a, float(s)) for a, s in zip(frame["agent_id"], frame["score"])]
+        scored = self._score(agents, requirements, [], self.weights)
+        everyone = rank_eligible(scored["score"], scored["load"], scored["agent_id"],
+                                 np.ones(len(agents), dtype=bool))
+        return [(str(scored["agent_id"][i]), float(scored["score"][i])) for i in everyone]
 
     # ------------------------------------------------------------------ deciding
     def decide(self, task: Task | dict[str, Any],
@@ -169,31 +215,35 @@ class CapabilityRouter:
     def _decide(self, task: Task | dict[str, Any], exclude_agents: list[str] | None,
                 source: str) -> RoutingDecision:
         task_id, requirements, _ = task_requirements(task)
-        frame = self._explain(self.registry.routing_frame(), requirements,
-                              v.string_list("exclude_agents", exclude_agents), self.weights)
-        decision = self._decision(task_id, requirements, frame)
-        self._log([decision], [frame], source)
+        exclude = v.string_list("exclude_agents", exclude_agents)
+        scored = self._score(self.registry.routing_frame(), requirements, exclude, self.weights)
+        decision = self._decision(task_id, requirements, scored)
+        self._log(decision, scored, source)
         return decision
 
     def _decision(self, task_id: str | None, requirements: list[str],
-                  frame: pd.DataFrame) -> RoutingDecision:
-        eligible = frame[frame["rank"].notna()]
-        scores = dict(zip(eligible["agent_id"], eligible["score"].astype(float)))
-        if len(eligible):
-            best = eligible.iloc[0]
-            reason = (f"chose {best['agent_id']} (score {best['score']:.3f}) "
-                      f"of {len(eligible)} eligible agents")
-        elif not len(frame):
+                  scored: dict[str, Any]) -> RoutingDecision:
+        order, ids = scored["order"], scored["agent_id"]
+        scores = {str(ids[i]): float(scored["score"][i]) for i in order}
+        if len(order):
+            best = order[0]
+            reason = (f"chose {ids[best]} (score {scored['score'][best]:.3f}) "
+                      f"of {len(order)} eligible agents")
+        elif not len(ids):
             reason = "no agents are registered"
-        elif not frame["capable"].any():
+        elif not scored["capable"].any():
             reason = f"no agent has every capability of {requirements}"
         else:
-            counts = frame.loc[frame["capable"], "excluded_reason"].str.split(" ").str[0]
+            capable = scored["capable"]
+            counts = {"excluded by caller": int((capable & scored["excluded"]).sum()),
+                      "inactive": int((capable & ~scored["excluded"] & ~scored["active"]).sum()),
+                      "at capacity": int((capable & ~scored["excluded"] & scored["active"]
+                                          & scored["at_capacity"]).sum())}
             reason = "no capable agent is free: " + ", ".join(
-                f"{n} {why}" for why, n in counts.value_counts().sort_index().items())
+                f"{n} {why}" for why, n in counts.items() if n)
         return RoutingDecision(
-            selected_agent=eligible["agent_id"].iloc[0] if len(eligible) else None,
-            candidates=list(eligible["agent_id"]), scores=scores, reason=reason,
+            selected_agent=str(ids[order[0]]) if len(order) else None,
+            candidates=[str(ids[i]) for i in order], scores=scores, reason=reason,
             task_id=task_id, requirements=requirements, weights=dict(self.weights))
 
     def route_batch(self, tasks: Iterable[Task | dict[str, Any]],
@@ -215,11 +265,12 @@ class CapabilityRouter:
         for i in order:
             key = tuple(sorted(parsed[i][1]))
             if key not in static:  # the parts of the score that do not move with load
-                frame = score_components(candidate_frame(agents, list(key)), agents, list(key),
+                steps = filter_agents(agents, list(key))
+                parts = score_components(agents, list(key), steps["load"], steps["capacity"],
                                          prior_success_rate=self.prior_success_rate,
                                          prior_weight=self.prior_weight)
-                fixed = sum(frame[c].to_numpy() * share[c] for c in COMPONENTS if c != "headroom")
-                static[key] = (frame["capable"].to_numpy() & usable, fixed)
+                fixed = sum(parts[c] * share[c] for c in COMPONENTS if c != "headroom")
+                static[key] = (steps["capable"] & usable, fixed)
             capable, fixed = static[key]
             open_ = np.flatnonzero(capable & (load < capacity))
             if not len(open_):
@@ -247,22 +298,17 @@ class CapabilityRouter:
             frame[column] = [json.loads(x) for x in frame[column]]
         return frame
 
-    def _log(self, decisions: list[RoutingDecision], frames: list[pd.DataFrame],
-             source: str) -> None:
-        now = datetime.now(UTC)
-        rows = []
-        for d, frame in zip(decisions, frames):
-            top = frame[frame["rank"].notna()].head(self.log_top_k)
-            rows.append({
-                "decided_at": now, "task_id": d.task_id, "requirements": json.dumps(d.requirements),
-                "candidates": json.dumps(list(top["agent_id"])),
-                "scores": json.dumps({a: float(s) for a, s in zip(top["agent_id"], top["score"])}),
-                "components": json.dumps(
-                    top.set_index("agent_id")[[*COMPONENTS, "load", "capacity"]]
-                    .astype(float).to_dict("index")),
-                "selected_agent": d.selected_agent, "weights": json.dumps(d.weights),
-                "reason": d.reason, "source": source})
-        self.meta.record_decisions(pd.DataFrame(rows))
+    def _log(self, decision: RoutingDecision, scored: dict[str, Any], source: str) -> None:
+        top = scored["order"][: self.log_top_k]
+        ids = [str(scored["agent_id"][i]) for i in top]
+        components = {a: {c: float(scored[c][i]) for c in (*COMPONENTS, "load", "capacity")}
+                      for a, i in zip(ids, top)}
+        self.meta.record_decision(
+            decided_at=datetime.now(UTC), task_id=decision.task_id,
+            requirements=json.dumps(decision.requirements), candidates=json.dumps(ids),
+            scores=json.dumps({a: decision.scores[a] for a in ids}),
+            components=json.dumps(components), selected_agent=decision.selected_agent,
+            weights=json.dumps(decision.weights), reason=decision.reason, source=source)
 
     def _log_batch(self, result: pd.DataFrame, parsed: list[tuple]) -> None:
         now = datetime.now(UTC)

@@ -13,7 +13,6 @@ from .database import Database
 from .graph import HAS_CAPABILITY, entity_id
 
 TRANSITION_EVENT = "task_transition"
-RESULT_EVENT = "task_result"
 
 
 def row_to_task(row: dict[str, Any]) -> Task:

@@ -33,9 +33,14 @@ class MetaStore:
         """Completed, failed, summed success time, last update and live load of one agent."""
         return self.db.fetch_one("agent_figures_one", agent_id=agent_id)
 
-    def all_agent_figures(self) -> pd.DataFrame:
-        """The same for every agent that has figures or load, one row each."""
-        return self.db.fetch_frame("agent_figures")
+    def all_agent_figures(self) -> dict[str, tuple]:
+        """agent_id -> (completed, failed, success_ms, last_updated, load) for every agent
+        that has figures or load."""
+        return {row[0]: row[1:] for row in self.db.fetch_rows("agent_figures")}
+
+    def record_decision(self, **decision: Any) -> None:
+        """One routing decision (the columns of ``routing_decisions``)."""
+        self.db.execute("decision_insert", **decision)
 
     def record_decisions(self, decisions: pd.DataFrame) -> None:
         self.db.insert_frame("decisions_insert", decisions)

@@ -306,6 +306,12 @@ FROM loads LEFT JOIN agent_metrics m ON m.agent_id = $agent_id;
 
 -- ---------------------------------------------------------------- routing decisions
 
+-- name: decision_insert
+INSERT INTO routing_decisions (decided_at, task_id, requirements, candidates, scores,
+    components, selected_agent, weights, reason, source)
+VALUES ($decided_at, $task_id, $requirements, $candidates, $scores, $components,
+    $selected_agent, $weights, $reason, $source);
+
 -- name: decisions_insert
 INSERT INTO routing_decisions BY NAME SELECT * FROM incoming;
 

@@ -102,19 +102,19 @@ class AgentRegistry:
 
     def deregister_agent(self, agent_id: str) -> None:
         """Remove the agent and its figures; its tasks keep ``assigned_to``."""
-        agent_id = self._require(agent_id)
         with self.db.transaction():
+            agent_id = self._require(agent_id)
             self.graph_store.delete_entity(AGENT, agent_id, (HAS_CAPABILITY,))
             self.meta.delete_figures(agent_id)
             self._changed()
 
     def set_active(self, agent_id: str, active: bool) -> Agent:
         """Pause (False) or resume (True) routing and claims for this agent."""
-        agent_id = self._require(agent_id)
         active = v.boolean("active", active)
-        properties = self.graph_store.get_entity(AGENT, agent_id)["properties"]
-        properties["active"] = active
         with self.db.transaction():
+            agent_id = self._require(agent_id)
+            properties = self.graph_store.get_entity(AGENT, agent_id)["properties"]
+            properties["active"] = active
             self.graph_store.upsert_entity(AGENT, agent_id, properties, _utcnow())
             self._changed()
         return self.get_agent(agent_id)
@@ -122,11 +122,11 @@ class AgentRegistry:
     def learn_new_capability(self, agent_id: str, capability: str,
                              confidence: float = 1.0) -> Agent:
         """Give an agent one more capability (or change its confidence in one)."""
-        agent_id = self._require(agent_id)
         capability = v.text("capability", capability)
         confidence = v.number("confidence", confidence, low=0.0, high=1.0)
         now = _utcnow()
         with self.db.transaction():
+            agent_id = self._require(agent_id)
             self.graph_store.upsert_entity(CAPABILITY, capability, {}, now)
             self.graph_store.add_relation(entity_id(AGENT, agent_id),
                                           entity_id(CAPABILITY, capability),
@@ -136,11 +136,13 @@ class AgentRegistry:
 
     def update_agent_performance(self, agent_id: str, success: bool, duration_ms: int) -> None:
         """Record work done outside the queue (the queue records its own tasks)."""
-        agent_id = self._require(agent_id)
         success = v.boolean("success", success)
         duration_ms = v.non_negative_int("duration_ms", duration_ms)
-        self.meta.record_outcome(agent_id, _utcnow(), completed=int(success),
-                                 failed=int(not success), success_ms=duration_ms if success else 0)
+        with self.db.transaction():
+            agent_id = self._require(agent_id)
+            self.meta.record_outcome(agent_id, _utcnow(), completed=int(success),
+                                     failed=int(not success),
+                                     success_ms=duration_ms if success else 0)
 
     # ------------------------------------------------------------------ reads
     def get_agent(self, agent_id: str) -> Agent | None:

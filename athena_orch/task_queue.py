@@ -281,8 +281,8 @@ class TaskQueue:
         if task.assigned_to is not None:
             self.meta.record_outcome(task.assigned_to, now, failed=1)
         if should_retry and task.retry_count < task.max_retries:
-            delay = min(self.retry_backoff_seconds * 2**task.retry_count,
-                        self.retry_backoff_max_seconds)
+            doublings = min(task.retry_count, 64)  # past that the cap has long applied
+            delay = min(self.retry_backoff_seconds * 2**doublings, self.retry_backoff_max_seconds)
             retried = self._changed(task.id, "fail", self.episodic.retry(
                 task.id, error, now + timedelta(seconds=delay)))
             self._log(task.id, task.status, PENDING, task.assigned_to, now,

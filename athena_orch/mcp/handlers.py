@@ -18,6 +18,7 @@ agent that names a task or agent that does not exist has made a mistake it shoul
 """
 
 import functools
+import inspect
 import json
 import math
 import threading
@@ -49,44 +50,79 @@ from ..task_queue import TaskQueue
 
 # --------------------------------------------------------------------------- argument types
 PriorityName = Literal["high", "medium", "low"]
-StatusName = Literal["pending", "assigned", "running", "completed", "failed", "blocked",
-                     "cancelled"]
+StatusName = Literal[
+    "pending", "assigned", "running", "completed", "failed", "blocked", "cancelled"
+]
 
 TaskId = Annotated[str, Field(description="Id of the task (as returned when it was created).")]
 AgentId = Annotated[str, Field(description="Id of the agent, e.g. 'coder-1'.")]
-Content = Annotated[str, Field(description="What the task is: the work to do, in words. "
-                                           "Non-empty.")]
-TaskType = Annotated[str, Field(description="Kind of task, e.g. 'code', 'review', 'research'. "
-                                            "Non-empty.")]
-Priority = Annotated[PriorityName, Field(
-    description="'high', 'medium' or 'low'; tasks are handed out high first, then oldest "
-                "first.")]
-Requirements = Annotated[list[str] | None, Field(
-    description="Capabilities an agent must have to take the task, as a JSON array of "
-                "strings, e.g. [\"python\", \"sql\"]. Omit or [] for none.")]
-Dependencies = Annotated[list[str] | None, Field(
-    description="Ids of existing tasks that must complete before this one is ready, as a "
-                "JSON array of strings. Omit or [] for none.")]
-MaxRetries = Annotated[StrictInt, Field(
-    ge=0, description="How many times a failed or timed-out attempt is retried (so at most "
-                      "max_retries + 1 attempts).")]
-EstimatedMs = Annotated[StrictInt | None, Field(
-    ge=0, description="Optional estimate of the task's duration in milliseconds.")]
-IdempotencyKey = Annotated[str | None, Field(
-    description="Optional key: creating a task again with the same key returns the first "
-                "task's id instead of a duplicate (safe retries).")]
+Content = Annotated[
+    str, Field(description="What the task is: the work to do, in words. Non-empty.")
+]
+TaskType = Annotated[
+    str, Field(description="Kind of task, e.g. 'code', 'review', 'research'. Non-empty.")
+]
+Priority = Annotated[
+    PriorityName,
+    Field(
+        description="'high', 'medium' or 'low'; tasks are handed out high first, then oldest first."
+    ),
+]
+Requirements = Annotated[
+    list[str] | None,
+    Field(
+        description="Capabilities an agent must have to take the task, as a JSON array of "
+        'strings, e.g. ["python", "sql"]. Omit or [] for none.'
+    ),
+]
+Dependencies = Annotated[
+    list[str] | None,
+    Field(
+        description="Ids of existing tasks that must complete before this one is ready, as a "
+        "JSON array of strings. Omit or [] for none."
+    ),
+]
+MaxRetries = Annotated[
+    StrictInt,
+    Field(
+        ge=0,
+        description="How many times a failed or timed-out attempt is retried (so at most "
+        "max_retries + 1 attempts).",
+    ),
+]
+EstimatedMs = Annotated[
+    StrictInt | None,
+    Field(ge=0, description="Optional estimate of the task's duration in milliseconds."),
+]
+IdempotencyKey = Annotated[
+    str | None,
+    Field(
+        description="Optional key: creating a task again with the same key returns the first "
+        "task's id instead of a duplicate (safe retries)."
+    ),
+]
 Limit = Annotated[StrictInt, Field(ge=0, description="Return at most this many tasks.")]
-OptionalLimit = Annotated[StrictInt | None, Field(
-    ge=0, description="Return at most this many; omit for all.")]
-Capabilities = Annotated[list[str], Field(
-    description="The agent's capabilities as a JSON array of strings, e.g. "
-                "[\"python\", \"review\"]. Replaces any earlier list.")]
-MaxConcurrent = Annotated[StrictInt, Field(
-    ge=1, description="How many tasks the agent may hold (assigned + running) at once.")]
-Metadata = Annotated[dict[str, Any] | None, Field(
-    description="Optional JSON object of extra facts about the agent (model, owner, ...).")]
-ExcludeAgents = Annotated[list[str] | None, Field(
-    description="Agent ids not to consider, as a JSON array of strings.")]
+OptionalLimit = Annotated[
+    StrictInt | None, Field(ge=0, description="Return at most this many; omit for all.")
+]
+Capabilities = Annotated[
+    list[str],
+    Field(
+        description="The agent's capabilities as a JSON array of strings, e.g. "
+        '["python", "review"]. Replaces any earlier list.'
+    ),
+]
+MaxConcurrent = Annotated[
+    StrictInt,
+    Field(ge=1, description="How many tasks the agent may hold (assigned + running) at once."),
+]
+Metadata = Annotated[
+    dict[str, Any] | None,
+    Field(description="Optional JSON object of extra facts about the agent (model, owner, ...)."),
+]
+ExcludeAgents = Annotated[
+    list[str] | None, Field(description="Agent ids not to consider, as a JSON array of strings.")
+]
 
 
 class TaskSpec(BaseModel):
@@ -98,15 +134,23 @@ class TaskSpec(BaseModel):
     task_type: TaskType
     priority: Priority = "medium"
     requirements: Requirements = None
-    dependencies: Annotated[list[str] | None, Field(
-        description="Ids of existing tasks, or `key`s of other tasks in the same batch, that "
-                    "must complete first.")] = None
+    dependencies: Annotated[
+        list[str] | None,
+        Field(
+            description="Ids of existing tasks, or `key`s of other tasks in the same batch, that "
+            "must complete first."
+        ),
+    ] = None
     max_retries: MaxRetries = 3
     estimated_duration_ms: EstimatedMs = None
     idempotency_key: IdempotencyKey = None
-    key: Annotated[str | None, Field(
-        description="Optional name for this task inside the batch, so other tasks of the batch "
-                    "can name it in their dependencies before it has an id.")] = None
+    key: Annotated[
+        str | None,
+        Field(
+            description="Optional name for this task inside the batch, so other tasks of the batch "
+            "can name it in their dependencies before it has an id."
+        ),
+    ] = None
 
 
 # --------------------------------------------------------------------------- JSON results
@@ -137,9 +181,7 @@ def jsonable(value: Any) -> Any:
         return jsonable(value.tolist())
     if isinstance(value, (datetime, date, time)):
         return value.isoformat()
-    if isinstance(value, timedelta):
-        return value.total_seconds()
-    if isinstance(value, pd.Timedelta):
+    if isinstance(value, timedelta):  # pd.Timedelta too
         return value.total_seconds()
     if isinstance(value, BaseModel):
         return jsonable(value.model_dump(mode="json"))
@@ -155,12 +197,17 @@ def task_dict(task: Task) -> dict[str, Any]:
     return jsonable(task.to_dict())
 
 
-def _annotations(read_only: bool = False, destructive: bool = False,
-                 idempotent: bool = False) -> ToolAnnotations:
+def _annotations(
+    read_only: bool = False, destructive: bool = False, idempotent: bool = False
+) -> ToolAnnotations:
     if read_only:
         return ToolAnnotations(read_only_hint=True, open_world_hint=False)
-    return ToolAnnotations(read_only_hint=False, destructive_hint=destructive,
-                           idempotent_hint=idempotent, open_world_hint=False)
+    return ToolAnnotations(
+        read_only_hint=False,
+        destructive_hint=destructive,
+        idempotent_hint=idempotent,
+        open_world_hint=False,
+    )
 
 
 READ = _annotations(read_only=True)
@@ -172,8 +219,7 @@ CHANGE = _annotations(destructive=True)
 class OrchestrationHandlers:
     """MCP handlers for orchestration operations (constructed as in the seed)."""
 
-    def __init__(self, task_queue: TaskQueue, registry: AgentRegistry,
-                 router: CapabilityRouter):
+    def __init__(self, task_queue: TaskQueue, registry: AgentRegistry, router: CapabilityRouter):
         self.queue = task_queue
         self.registry = registry
         self.router = router
@@ -191,12 +237,13 @@ class OrchestrationHandlers:
                 raise ToolError(f"{type(exc).__name__}: {exc}") from None
 
     def _guarded(self, fn: Callable[..., Any]) -> Callable[..., Any]:
-        @functools.wraps(fn)  # keeps the signature (and the output schema) the SDK reads
+        @functools.wraps(fn)  # keeps the signature the SDK reads
         def tool(**kwargs: Any) -> CallToolResult:
             result = jsonable(self.call(fn, **kwargs))
             text = json.dumps(result, ensure_ascii=False, allow_nan=False)
-            return CallToolResult(content=[TextContent(type="text", text=text)],
-                                  structured_content=result)
+            return CallToolResult(
+                content=[TextContent(type="text", text=text)], structured_content=result
+            )
 
         return tool
 
@@ -220,8 +267,18 @@ class OrchestrationHandlers:
         """Register every orchestration tool with an ``MCPServer``; returns their names."""
         names = []
         for fn, title, annotations in self._tools():
-            server.add_tool(self._guarded(fn), name=fn.__name__, title=title,
-                            annotations=annotations)
+            server.add_tool(
+                self._guarded(fn),
+                name=fn.__name__,
+                title=title,
+                description=inspect.cleandoc(fn.__doc__ or ""),
+                annotations=annotations,
+                # Results carry structuredContent (a JSON object) and the same JSON as text,
+                # but no outputSchema: a bare {"type": "object"} tells a client nothing, and
+                # the SDK's client would import jsonschema to check it (seconds on a first
+                # call where jsonschema's format extras are installed).
+                structured_output=False,
+            )
             names.append(fn.__name__)
         return names
 
@@ -246,18 +303,32 @@ class OrchestrationHandlers:
             every dependency is completed.
             """
             task_id = queue.create_task(
-                content, task_type, priority, requirements, dependencies,
-                max_retries=max_retries, estimated_duration_ms=estimated_duration_ms,
-                idempotency_key=idempotency_key)
+                content,
+                task_type,
+                priority,
+                requirements,
+                dependencies,
+                max_retries=max_retries,
+                estimated_duration_ms=estimated_duration_ms,
+                idempotency_key=idempotency_key,
+            )
             task = self._task(task_id)
-            return {"task_id": task_id, "status": task.status.value, "created": True,
-                    "task": task_dict(task)}
+            return {
+                "task_id": task_id,
+                "status": task.status.value,
+                "created": True,
+                "task": task_dict(task),
+            }
 
         def orchestration_create_tasks(
-            tasks: Annotated[list[TaskSpec], Field(
-                description="The tasks to create, each an object with create_task's fields "
-                            "plus an optional `key` that other tasks of this batch may name in "
-                            "their `dependencies`.")],
+            tasks: Annotated[
+                list[TaskSpec],
+                Field(
+                    description="The tasks to create, each an object with create_task's fields "
+                    "plus an optional `key` that other tasks of this batch may name in "
+                    "their `dependencies`."
+                ),
+            ],
         ) -> dict[str, Any]:
             """Create many tasks at once, all or nothing (a bad record creates none).
 
@@ -269,11 +340,16 @@ class OrchestrationHandlers:
             return {"task_ids": ids, "keys": keys, "count": len(ids)}
 
         def orchestration_poll_tasks(
-            agent_id: Annotated[str | None, Field(
-                description="Only tasks assigned to this agent; omit for any.")] = None,
-            status: Annotated[StatusName, Field(
-                description="Task state to list ('pending' lists all pending tasks, ready or "
-                            "not).")] = "pending",
+            agent_id: Annotated[
+                str | None, Field(description="Only tasks assigned to this agent; omit for any.")
+            ] = None,
+            status: Annotated[
+                StatusName,
+                Field(
+                    description="Task state to list ('pending' lists all pending tasks, ready or "
+                    "not)."
+                ),
+            ] = "pending",
             limit: Limit = 10,
         ) -> dict[str, Any]:
             """Poll for tasks in one state (pending by default), in queue order: priority
@@ -285,28 +361,44 @@ class OrchestrationHandlers:
             return {"tasks": [task_dict(t) for t in found], "count": len(found)}
 
         def orchestration_query_tasks(
-            status: Annotated[StatusName | list[StatusName] | None, Field(
-                description="One state or a JSON array of states; omit for any.")] = None,
-            agent_id: Annotated[str | None, Field(
-                description="Only tasks assigned to this agent.")] = None,
+            status: Annotated[
+                StatusName | list[StatusName] | None,
+                Field(description="One state or a JSON array of states; omit for any."),
+            ] = None,
+            agent_id: Annotated[
+                str | None, Field(description="Only tasks assigned to this agent.")
+            ] = None,
             task_type: Annotated[str | None, Field(description="Only tasks of this type.")] = None,
-            priority: Annotated[PriorityName | None, Field(
-                description="Only tasks of this priority.")] = None,
-            created_after: Annotated[datetime | None, Field(
-                description="Only tasks created after this time (ISO 8601, e.g. "
-                            "2030-01-31T12:00:00Z; no zone means UTC).")] = None,
+            priority: Annotated[
+                PriorityName | None, Field(description="Only tasks of this priority.")
+            ] = None,
+            created_after: Annotated[
+                datetime | None,
+                Field(
+                    description="Only tasks created after this time (ISO 8601, e.g. "
+                    "2030-01-31T12:00:00Z; no zone means UTC)."
+                ),
+            ] = None,
             limit: OptionalLimit = None,
         ) -> dict[str, Any]:
             """Find tasks matching every given filter, in queue order. Returns {tasks, count}."""
-            filters = {"status": status, "agent_id": agent_id, "task_type": task_type,
-                       "priority": priority, "created_after": created_after, "limit": limit}
+            filters = {
+                "status": status,
+                "agent_id": agent_id,
+                "task_type": task_type,
+                "priority": priority,
+                "created_after": created_after,
+                "limit": limit,
+            }
             found = queue.query_tasks({k: v for k, v in filters.items() if v is not None})
             return {"tasks": [task_dict(t) for t in found], "count": len(found)}
 
         def orchestration_get_task(
             task_id: TaskId,
-            include_history: Annotated[StrictBool, Field(
-                description="Also return every state change of the task, oldest first.")] = True,
+            include_history: Annotated[
+                StrictBool,
+                Field(description="Also return every state change of the task, oldest first."),
+            ] = True,
         ) -> dict[str, Any]:
             """Get one task as it is now (status, assignee, result, error, retries, lease) and
             its history. Returns {task, history}."""
@@ -342,8 +434,10 @@ class OrchestrationHandlers:
             if agent is not None and not agent.active:
                 reason = f"agent {agent_id!r} is paused (see orchestration_set_agent_active)"
             elif agent is not None and agent.current_load >= agent.max_concurrent_tasks:
-                reason = (f"agent {agent_id!r} is at capacity ({agent.current_load}/"
-                          f"{agent.max_concurrent_tasks}); finish a task first")
+                reason = (
+                    f"agent {agent_id!r} is at capacity ({agent.current_load}/"
+                    f"{agent.max_concurrent_tasks}); finish a task first"
+                )
             else:
                 reason = "no ready task needs only capabilities this agent has"
             return {"claimed": False, "task": None, "reason": reason}
@@ -354,11 +448,17 @@ class OrchestrationHandlers:
 
         def orchestration_complete_task(
             task_id: TaskId,
-            result: Annotated[str, Field(
-                description="The outcome, as text (JSON is fine as a string).")],
-            duration_ms: Annotated[StrictInt | None, Field(
-                ge=0, description="How long the work took in milliseconds; omit to use the "
-                                  "time since the task started.")] = None,
+            result: Annotated[
+                str, Field(description="The outcome, as text (JSON is fine as a string).")
+            ],
+            duration_ms: Annotated[
+                StrictInt | None,
+                Field(
+                    ge=0,
+                    description="How long the work took in milliseconds; omit to use the "
+                    "time since the task started.",
+                ),
+            ] = None,
         ) -> dict[str, Any]:
             """Complete a running task with its result (running -> completed); records a
             success for the agent and releases tasks that waited on it. Returns {task}."""
@@ -368,9 +468,13 @@ class OrchestrationHandlers:
         def orchestration_fail_task(
             task_id: TaskId,
             error: Annotated[str, Field(description="What went wrong, stored on the task.")],
-            should_retry: Annotated[StrictBool, Field(
-                description="Retry the task later if it has retries left (true), or fail it "
-                            "for good now (false).")] = True,
+            should_retry: Annotated[
+                StrictBool,
+                Field(
+                    description="Retry the task later if it has retries left (true), or fail it "
+                    "for good now (false)."
+                ),
+            ] = True,
         ) -> dict[str, Any]:
             """Report that an assigned or running task failed. With a retry left it goes back
             to pending after a back-off, else it fails for good and every task that depends on
@@ -379,18 +483,22 @@ class OrchestrationHandlers:
 
         def orchestration_cancel_task(
             task_id: TaskId,
-            reason: Annotated[str | None, Field(
-                description="Why it is cancelled (stored on the task).")] = None,
+            reason: Annotated[
+                str | None, Field(description="Why it is cancelled (stored on the task).")
+            ] = None,
         ) -> dict[str, Any]:
             """Cancel a pending, assigned, running or blocked task; every task that depends on
             it is blocked. Returns {task}."""
             return {"task": task_dict(queue.cancel_task(task_id, reason))}
 
         def orchestration_heartbeat(
-            task_id: Annotated[str | None, Field(
-                description="Renew the lease of this task (give this or agent_id).")] = None,
-            agent_id: Annotated[str | None, Field(
-                description="Renew the leases of every task this agent holds.")] = None,
+            task_id: Annotated[
+                str | None,
+                Field(description="Renew the lease of this task (give this or agent_id)."),
+            ] = None,
+            agent_id: Annotated[
+                str | None, Field(description="Renew the leases of every task this agent holds.")
+            ] = None,
         ) -> dict[str, Any]:
             """Tell the queue you are still working: renews the lease of an assigned/running
             task (or of all an agent's tasks). A task whose lease runs out is retried by
@@ -426,19 +534,28 @@ class OrchestrationHandlers:
         def orchestration_learn_new_capability(
             agent_id: AgentId,
             capability: Annotated[str, Field(description="The capability to add, e.g. 'sql'.")],
-            confidence: Annotated[StrictFloat, Field(
-                ge=0, le=1, description="How sure we are the agent has it, 0..1 (used by the "
-                                        "router's fit score).")] = 1.0,
+            confidence: Annotated[
+                StrictFloat,
+                Field(
+                    ge=0,
+                    le=1,
+                    description="How sure we are the agent has it, 0..1 (used by the "
+                    "router's fit score).",
+                ),
+            ] = 1.0,
         ) -> dict[str, Any]:
             """Give a registered agent one more capability (or change the confidence of one it
             has). Returns {agent}."""
-            return {"agent": registry.learn_new_capability(agent_id, capability,
-                                                           confidence).to_dict()}
+            return {
+                "agent": registry.learn_new_capability(agent_id, capability, confidence).to_dict()
+            }
 
         def orchestration_set_agent_active(
             agent_id: AgentId,
-            active: Annotated[StrictBool, Field(
-                description="false pauses routing and claims for the agent; true resumes.")],
+            active: Annotated[
+                StrictBool,
+                Field(description="false pauses routing and claims for the agent; true resumes."),
+            ],
         ) -> dict[str, Any]:
             """Pause or resume an agent. Its current tasks are not touched. Returns {agent}."""
             return {"agent": registry.set_active(agent_id, active).to_dict()}
@@ -452,8 +569,9 @@ class OrchestrationHandlers:
         def orchestration_update_agent_performance(
             agent_id: AgentId,
             success: Annotated[StrictBool, Field(description="Whether the work succeeded.")],
-            duration_ms: Annotated[StrictInt, Field(
-                ge=0, description="How long it took in milliseconds.")],
+            duration_ms: Annotated[
+                StrictInt, Field(ge=0, description="How long it took in milliseconds.")
+            ],
         ) -> dict[str, Any]:
             """Record work an agent did OUTSIDE the queue. Tasks finished through
             orchestration_complete_task / orchestration_fail_task are already counted; do not
@@ -475,9 +593,12 @@ class OrchestrationHandlers:
             return {"agents": agents, "count": len(agents)}
 
         def orchestration_find_capable_agents(
-            requirements: Annotated[list[str], Field(
-                description="Capabilities the agent must all have, as a JSON array of "
-                            "strings.")],
+            requirements: Annotated[
+                list[str],
+                Field(
+                    description="Capabilities the agent must all have, as a JSON array of strings."
+                ),
+            ],
         ) -> dict[str, Any]:
             """Find active agents having every required capability, sorted by id.
             Returns {agents: [{id, success_rate, current_load, max_concurrent_tasks,
@@ -485,10 +606,15 @@ class OrchestrationHandlers:
             found = []
             for agent_id in registry.get_agents_by_capability(requirements):
                 agent = registry.get_agent(agent_id)
-                found.append({"id": agent.id, "success_rate": agent.success_rate,
-                              "current_load": agent.current_load,
-                              "max_concurrent_tasks": agent.max_concurrent_tasks,
-                              "capabilities": agent.capabilities})
+                found.append(
+                    {
+                        "id": agent.id,
+                        "success_rate": agent.success_rate,
+                        "current_load": agent.current_load,
+                        "max_concurrent_tasks": agent.max_concurrent_tasks,
+                        "capabilities": agent.capabilities,
+                    }
+                )
             return {"agents": found, "count": len(found)}
 
         def orchestration_get_agent_statistics() -> dict[str, Any]:
@@ -498,10 +624,14 @@ class OrchestrationHandlers:
 
         # ---------------------------------------------------------------- routing
         def orchestration_route_task(
-            task_id: Annotated[str | None, Field(
-                description="Route this existing task (give this or requirements).")] = None,
-            requirements: Annotated[list[str] | None, Field(
-                description="Route a hypothetical task needing these capabilities.")] = None,
+            task_id: Annotated[
+                str | None,
+                Field(description="Route this existing task (give this or requirements)."),
+            ] = None,
+            requirements: Annotated[
+                list[str] | None,
+                Field(description="Route a hypothetical task needing these capabilities."),
+            ] = None,
             exclude_agents: ExcludeAgents = None,
         ) -> dict[str, Any]:
             """Pick the best agent for a task and explain why. Does not assign it (use
@@ -513,19 +643,43 @@ class OrchestrationHandlers:
             each score component, score, rank and excluded_reason}.
             """
             if (task_id is None) == (requirements is None):
-                raise ValidationError("route_task takes a task_id or requirements, not both "
-                                      "or neither")
-            task: Task | dict[str, Any] = (self._task(task_id) if task_id is not None
-                                           else {"requirements": requirements})
+                raise ValidationError(
+                    "route_task takes a task_id or requirements, not both or neither"
+                )
+            task: Task | dict[str, Any] = (
+                self._task(task_id) if task_id is not None else {"requirements": requirements}
+            )
             decision = router.decide(task, exclude_agents)
             explanation = router.explain(task, exclude_agents)
             return {"decision": decision.to_dict(), "explanation": records(explanation)}
 
+        def orchestration_route_batch(
+            task_ids: Annotated[
+                list[str],
+                Field(description="Ids of the tasks to route together, as a JSON array."),
+            ],
+            exclude_agents: ExcludeAgents = None,
+        ) -> dict[str, Any]:
+            """Route many tasks at once: higher priority first, each agent taking no more
+            than its free capacity. Does not assign them. The decisions are logged.
+
+            Returns {routes: [{task_id, agent_id (null when none is free), score, reason}],
+            count}.
+            """
+            if isinstance(task_ids, list) and not task_ids:
+                return {"routes": [], "count": 0}
+            tasks = [self._task(task_id) for task_id in dict.fromkeys(task_ids)]
+            routes = records(router.route_batch(tasks, exclude_agents))
+            return {"routes": routes, "count": len(routes)}
+
         def orchestration_get_routing_decisions(
-            task_id: Annotated[str | None, Field(
-                description="Only decisions about this task.")] = None,
-            limit: Annotated[StrictInt, Field(
-                ge=0, description="Return at most this many of the latest decisions.")] = 20,
+            task_id: Annotated[
+                str | None, Field(description="Only decisions about this task.")
+            ] = None,
+            limit: Annotated[
+                StrictInt,
+                Field(ge=0, description="Return at most this many of the latest decisions."),
+            ] = 20,
         ) -> dict[str, Any]:
             """The routing log: the latest decisions (oldest first) with candidates, scores,
             weights, the chosen agent and the reason. Returns {decisions, count}."""
@@ -561,9 +715,9 @@ class OrchestrationHandlers:
             (orchestration_find_capable_agents, "Find capable agents", READ),
             (orchestration_get_agent_statistics, "Agent statistics", READ),
             (orchestration_route_task, "Route a task (with explanation)", ADD),
+            (orchestration_route_batch, "Route many tasks", ADD),
             (orchestration_get_routing_decisions, "Routing decision log", READ),
         ]
 
 
-TOOL_NAMES = tuple(fn.__name__ for fn, _, _ in OrchestrationHandlers(
-    None, None, None)._tools())  # type: ignore[arg-type]
+TOOL_NAMES = tuple(fn.__name__ for fn, _, _ in OrchestrationHandlers(None, None, None)._tools())  # type: ignore[arg-type]

@@ -20,6 +20,7 @@ import logging
 import math
 import os
 import signal
+import socket
 import sys
 import threading
 from collections.abc import Callable
@@ -64,14 +65,15 @@ class OrchestrationServer(MCPServer):
 
     _arg_names: dict[str, frozenset[str]] | None = None
 
-    async def call_tool(self, name: str, arguments: dict[str, Any],
-                        context: Any = None) -> Any:
+    async def call_tool(self, name: str, arguments: dict[str, Any], context: Any = None) -> Any:
         known = await self._tool_arguments(name)
         if known is not None:
             unknown = sorted(set(arguments) - known)
             if unknown:
-                raise ToolError(f"Error executing tool {name}: unknown argument(s) {unknown}; "
-                                f"it takes {sorted(known)}")
+                raise ToolError(
+                    f"Error executing tool {name}: unknown argument(s) {unknown}; "
+                    f"it takes {sorted(known)}"
+                )
         try:
             return await super().call_tool(name, arguments, context)
         except UnexpectedToolError:
@@ -80,14 +82,17 @@ class OrchestrationServer(MCPServer):
             cause = exc.__cause__
             if isinstance(cause, pydantic.ValidationError):
                 problems = "; ".join(_describe(error) for error in cause.errors())
-                raise ToolError(f"Error executing tool {name}: invalid arguments: "
-                                f"{problems}") from cause
+                raise ToolError(
+                    f"Error executing tool {name}: invalid arguments: {problems}"
+                ) from cause
             raise
 
     async def _tool_arguments(self, name: str) -> frozenset[str] | None:
         if self._arg_names is None or name not in self._arg_names:
-            self._arg_names = {t.name: frozenset(t.input_schema.get("properties", {}))
-                               for t in await self.list_tools()}
+            self._arg_names = {
+                t.name: frozenset(t.input_schema.get("properties", {}))
+                for t in await self.list_tools()
+            }
         return self._arg_names.get(name)
 
 
@@ -111,8 +116,9 @@ def build_server(orch: Any, *, name: str = "athena-orch") -> MCPServer:
 
     The server's ``handlers`` attribute is the :class:`OrchestrationHandlers` it uses.
     """
-    server = OrchestrationServer(name=name, version=__version__, instructions=INSTRUCTIONS,
-                                 log_level="WARNING")
+    server = OrchestrationServer(
+        name=name, version=__version__, instructions=INSTRUCTIONS, log_level="WARNING"
+    )
     server.handlers = OrchestrationHandlers(orch.queue, orch.registry, orch.router)
     server.handlers.register_tools(server)
     return server
@@ -129,8 +135,9 @@ async def requeue_loop(handlers: OrchestrationHandlers, interval: float) -> None
             logger.exception("requeue_stale failed; will try again in %s s", interval)
             continue
         if stale:
-            logger.warning("requeued %d task(s) whose lease ran out: %s", len(stale),
-                           ", ".join(stale))
+            logger.warning(
+                "requeued %d task(s) whose lease ran out: %s", len(stale), ", ".join(stale)
+            )
 
 
 # --------------------------------------------------------------------------- HTTP pieces
@@ -143,12 +150,20 @@ class BearerTokenMiddleware:
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] in ("http", "websocket") and not self._authorized(scope):
-            body = json.dumps({"error": "unauthorized",
-                               "error_description": "send Authorization: Bearer <token>"}).encode()
-            await send({"type": "http.response.start", "status": 401, "headers": [
-                (b"content-type", b"application/json"),
-                (b"content-length", str(len(body)).encode()),
-                (b"www-authenticate", b'Bearer realm="athena-orch"')]})
+            body = json.dumps(
+                {"error": "unauthorized", "error_description": "send Authorization: Bearer <token>"}
+            ).encode()
+            await send(
+                {
+                    "type": "http.response.start",
+                    "status": 401,
+                    "headers": [
+                        (b"content-type", b"application/json"),
+                        (b"content-length", str(len(body)).encode()),
+                        (b"www-authenticate", b'Bearer realm="athena-orch"'),
+                    ],
+                }
+            )
             await send({"type": "http.response.body", "body": body})
             return
         await self.app(scope, receive, send)
@@ -158,7 +173,8 @@ class BearerTokenMiddleware:
             if key.lower() == b"authorization":
                 scheme, _, credentials = value.partition(b" ")
                 return scheme.lower() == b"bearer" and hmac.compare_digest(
-                    credentials.strip(), self._token)
+                    credentials.strip(), self._token
+                )
         return False
 
 
@@ -194,17 +210,38 @@ def _url(host: str, port: int) -> str:
     return f"http://{shown}:{port}{MCP_PATH}"
 
 
-async def serve_http(server: MCPServer, host: str, port: int, *, token: str | None,
-                     requeue_seconds: float, announce: Callable[[], None]) -> None:
-    """Serve streamable HTTP until SIGINT/SIGTERM, requeueing stale tasks meanwhile."""
+def bind_socket(host: str, port: int) -> socket.socket:
+    """A TCP socket bound to (host, port), ready for the HTTP server; OSError if it cannot."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.bind((host, port))
+    except OSError:
+        sock.close()
+        raise
+    return sock
+
+
+async def serve_http(
+    server: MCPServer,
+    sock: socket.socket,
+    *,
+    token: str | None,
+    requeue_seconds: float,
+    announce: Callable[[], None],
+) -> int:
+    """Serve streamable HTTP on a bound socket until SIGINT/SIGTERM, requeueing stale tasks
+    meanwhile. Returns 0 after a clean stop, else uvicorn's startup failure code."""
     import uvicorn
 
+    host = sock.getsockname()[0]
     app: ASGIApp = server.streamable_http_app(host=host, streamable_http_path=MCP_PATH)
     if token:
         app = BearerTokenMiddleware(app, token)
-    config = uvicorn.Config(app, host=host, port=port, log_level="warning", lifespan="on",
-                            timeout_graceful_shutdown=3)
+    config = uvicorn.Config(app, log_level="warning", lifespan="on", timeout_graceful_shutdown=3)
     web = uvicorn.Server(config)
+    status = 0
 
     def stop(signum: int, frame: Any) -> None:
         web.should_exit = True
@@ -223,11 +260,15 @@ async def serve_http(server: MCPServer, host: str, port: int, *, token: str | No
                     announce()
 
             tg.start_soon(announce_when_started)
-            await web.serve()
+            try:
+                await web.serve(sockets=[sock])
+            except SystemExit as exc:  # uvicorn's way of saying startup failed
+                status = exc.code if isinstance(exc.code, int) and exc.code else 1
             tg.cancel_scope.cancel()
     finally:
         for sig, handler in previous.items():
             signal.signal(sig, handler)
+    return status
 
 
 async def serve_stdio(server: MCPServer, *, requeue_seconds: float) -> None:
@@ -264,10 +305,20 @@ def run_server_cli(args: argparse.Namespace) -> int:
         _say(str(exc))
         return 2
     if address is not None and not is_loopback(address[0]) and not token:
-        _say(f"refusing to serve on {address[0]}, which is not a loopback address, without a "
-             f"bearer token: pass --token TOKEN or set {TOKEN_ENV} (clients then send "
-             "'Authorization: Bearer TOKEN'), or bind 127.0.0.1")
+        _say(
+            f"refusing to serve on {address[0]}, which is not a loopback address, without a "
+            f"bearer token: pass --token TOKEN or set {TOKEN_ENV} (clients then send "
+            "'Authorization: Bearer TOKEN'), or bind 127.0.0.1"
+        )
         return 2
+
+    sock = None
+    if address is not None:
+        try:  # before opening the database: a taken port changes nothing
+            sock = bind_socket(*address)
+        except OSError as exc:
+            _say(f"cannot listen on {_url(*address)}: {exc.strerror or exc}")
+            return 1
 
     import athena_orch
 
@@ -275,24 +326,34 @@ def run_server_cli(args: argparse.Namespace) -> int:
         orch = athena_orch.connect(args.db)
     except OrchestrationError as exc:
         _say(str(exc))
+        if sock is not None:
+            sock.close()
         return 1
+    status = 0
     try:
         server = build_server(orch)
-        if address is None:
+        if sock is None:
             note = "; --token is ignored over stdio" if token else ""
             _say(f"serving MCP over stdio (db {orch.path}, {len(TOOL_NAMES)} tools{note})")
             anyio.run(lambda: serve_stdio(server, requeue_seconds=requeue_seconds))
         else:
-            host, port = address
+            url = _url(*address)
             auth = "bearer token required" if token else "no token"
-            anyio.run(lambda: serve_http(
-                server, host, port, token=token, requeue_seconds=requeue_seconds,
-                announce=lambda: _say(f"serving MCP over streamable HTTP at {_url(host, port)} "
-                                      f"(db {orch.path}, {auth})")))
+            status = anyio.run(
+                lambda: serve_http(
+                    server,
+                    sock,
+                    token=token,
+                    requeue_seconds=requeue_seconds,
+                    announce=lambda: _say(
+                        f"serving MCP over streamable HTTP at {url} (db {orch.path}, {auth})"
+                    ),
+                )
+            )
     except KeyboardInterrupt:
         pass
-    except SystemExit as exc:  # uvicorn exits when it cannot bind the port
-        return exc.code if isinstance(exc.code, int) else 1
     finally:
+        if sock is not None:
+            sock.close()
         orch.close()
-    return 0
+    return status

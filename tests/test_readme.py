@@ -24,3 +24,10 @@ def test_readme_example_runs_as_written():
 
 def test_readme_example_is_short():
     assert len(python_blocks()[0].strip().splitlines()) <= 12
+
+
+def test_every_mcp_tool_is_documented_and_nothing_else():
+    from athena_orch.mcp import TOOL_NAMES
+
+    documented = set(re.findall(r"^\| `(orchestration_\w+)` \|", README.read_text(), re.MULTILINE))
+    assert documented == set(TOOL_NAMES)

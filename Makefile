@@ -29,4 +29,4 @@ lint: $(STAMP)
 	$(BIN)/ruff format --check athena_orch tests
 
 clean:
-	rm -rf $(VENV) .pytest_cache .coverage orch.duckdb orch.duckdb.wal
+	rm -rf $(VENV) .pytest_cache .coverage orch.duckdb orch.duckdb.wal orch_report.html

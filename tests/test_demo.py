@@ -1,0 +1,352 @@
+"""The main job: ``athena-orch demo`` and the workloads it runs.
+
+One small synthetic run (module-scoped, on a file) is checked for the invariants a
+newcomer relies on: every task ends final, no attempt has two agents, blocked work has a
+failed or cancelled ancestor, agent figures match the task table, the report has its
+plots, and running again resumes instead of duplicating.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import subprocess
+import sys
+from collections import Counter
+from pathlib import Path
+
+import networkx as nx
+import pytest
+
+import athena_orch
+from athena_orch.demo import DemoSettings, format_summary, report_path, run_demo
+from athena_orch.workload import (
+    Workload,
+    load_workload,
+    read_agents,
+    read_tasks,
+    sample_workload,
+    synthetic_workload,
+)
+
+REPO = Path(__file__).resolve().parent.parent
+FINAL = {"completed", "failed", "blocked", "cancelled"}
+# Fast settings for tests: a simulated hour takes 0.2 s, short leases and back-offs.
+FAST = DemoSettings(
+    speedup=18_000,
+    lease_seconds=1.0,
+    retry_backoff_seconds=0.02,
+    retry_backoff_max_seconds=0.2,
+    requeue_interval=0.3,
+    dispatch_interval=0.05,
+    crash_at=0.3,
+    crash_min_tasks=0,
+    max_seconds=60,
+)
+CALM = dataclasses.replace(FAST, crash_at=None)  # nobody crashes
+
+
+def _workload() -> Workload:
+    # High failure rates so retries, permanent failures and blocking all happen.
+    return synthetic_workload(40, 5, seed=1, failure_rate=(0.2, 0.45))
+
+
+@pytest.fixture(scope="module")
+def demo_db(tmp_path_factory):
+    path = tmp_path_factory.mktemp("demo") / "demo.duckdb"
+    wl = _workload()
+    with athena_orch.connect(path) as orch:
+        summary = run_demo(
+            orch,
+            wl.agent_records(),
+            wl.task_records(),
+            seed=1,
+            settings=FAST,
+            progress=False,
+            report=report_path(path),
+            workload=wl.name,
+        )
+    return path, summary
+
+
+@pytest.fixture
+def orch(demo_db):
+    with athena_orch.connect(demo_db[0]) as manager:
+        yield manager
+
+
+# ---------------------------------------------------------------------- invariants
+def test_every_task_ends_final(demo_db, orch):
+    _, summary = demo_db
+    frame = orch.queue.to_frame()
+    assert len(frame) == 40
+    assert set(frame["status"]) <= FINAL, frame["status"].value_counts()
+    assert summary["finished"] and not summary["interrupted"]
+    assert summary["by_state"]["completed"] > 0
+    assert sum(summary["by_state"].values()) == summary["tasks"] == 40
+
+
+def test_the_run_exercised_routing_claims_and_retries(demo_db):
+    _, summary = demo_db
+    assert summary["routing_decisions"] > 0
+    assert summary["routing_by_source"].get("route_batch", 0) > 0
+    assert summary["routed_assignments"] > 0
+    assert summary["retries"] > 0
+    assert summary["warnings"] == []
+
+
+def _attempts(history):
+    """Split a task's transitions into attempts: each starts with a hand-out (to
+    assigned) and ends when it leaves assigned/running."""
+    attempts, current = [], None
+    for event in history:
+        if event["to_status"] == "assigned":
+            current = [event]
+            attempts.append(current)
+        elif event["from_status"] in ("assigned", "running"):
+            assert current is not None, history
+            current.append(event)
+            if event["to_status"] != "running":
+                current = None
+    return attempts
+
+
+def test_no_attempt_has_two_agents(orch):
+    tasks = orch.queue.to_frame().set_index("task_id")
+    history = orch.queue.history_frame()
+    assert set(history["task_id"]) == set(tasks.index)
+    for task_id, events in history.sort_values("event_id").groupby("task_id"):
+        attempts = _attempts(events.to_dict("records"))
+        for attempt in attempts:
+            agents = {e["agent_id"] for e in attempt}
+            assert len(agents) == 1 and None not in agents, (task_id, attempt)
+            assert attempt[-1]["to_status"] in ("pending", "failed", "completed", "cancelled")
+            if attempt[-1]["to_status"] == "completed":
+                assert [e["to_status"] for e in attempt] == ["assigned", "running", "completed"]
+        if tasks.at[task_id, "status"] == "completed":
+            assert attempts[-1][0]["agent_id"] == tasks.at[task_id, "assigned_to"]
+
+
+def test_blocked_tasks_have_a_failed_or_cancelled_ancestor(orch):
+    graph = orch.queue.dependency_graph()
+    status = nx.get_node_attributes(graph, "status")
+    blocked = [t for t, s in status.items() if s == "blocked"]
+    for task in blocked:
+        assert {status[a] for a in nx.ancestors(graph, task)} & {"failed", "cancelled"}, task
+
+
+def test_agent_figures_match_the_task_table_and_history(demo_db, orch):
+    agents = orch.registry.to_frame().set_index("agent_id")
+    tasks = orch.queue.to_frame()
+    completed = Counter(tasks.loc[tasks["status"] == "completed", "assigned_to"])
+    history = orch.queue.history_frame()
+    ends = history[
+        history["from_status"].isin(["assigned", "running"])
+        & history["to_status"].isin(["pending", "failed"])
+    ]
+    failed = Counter(ends["agent_id"])
+    for agent_id, row in agents.iterrows():
+        assert row["total_completed"] == completed[agent_id], agent_id
+        assert row["total_failed"] == failed[agent_id], agent_id
+        assert row["current_load"] == 0
+    assert demo_db[1]["figures_match"]
+    table = demo_db[1]["agents"].set_index("agent_id")
+    assert table["completed"].sum() == len(tasks[tasks["status"] == "completed"])
+
+
+def test_report_has_tables_and_plots(demo_db):
+    path, summary = demo_db
+    report = report_path(path)
+    assert report == path.with_name("demo_report.html")
+    assert summary["report"] == str(report)
+    text = report.read_text(encoding="utf-8")
+    assert text.count("data:image/png;base64,") == 4
+    assert "<table" in text and "Tasks by state" in text
+
+
+def test_summary_text_names_the_figures(demo_db):
+    text = format_summary(demo_db[1])
+    for needle in ("by state", "routing", "retries", "figures match", "agent_id"):
+        assert needle in text
+
+
+def test_rerun_resumes_without_duplicates(demo_db):
+    path, first = demo_db
+    wl = _workload()
+    with athena_orch.connect(path) as orch:
+        before = orch.queue.to_frame()[["task_id", "status"]]
+        summary = run_demo(
+            orch, wl.agent_records(), wl.task_records(), seed=2, settings=CALM, progress=False
+        )
+        after = orch.queue.to_frame()[["task_id", "status"]]
+        agents = orch.registry.to_frame()
+    assert summary["tasks_created"] == 0 and summary["tasks_reused"] == 40
+    assert len(after) == 40 and sorted(after["task_id"]) == sorted(before["task_id"])
+    assert (
+        before.set_index("task_id")["status"].to_dict()
+        == after.set_index("task_id")["status"].to_dict()
+    )
+    assert len(agents) == 5 and summary["figures_match"]
+
+
+def test_resume_requeues_tasks_a_killed_run_left_behind(tmp_path):
+    path = tmp_path / "killed.duckdb"
+    wl = synthetic_workload(12, 3, seed=4)
+    with athena_orch.connect(path) as orch:  # a run that died right after handing out work
+        for agent in wl.agent_records():
+            orch.registry.register_agent(
+                agent["agent_id"],
+                agent["capabilities"],
+                {"max_concurrent_tasks": agent["max_concurrent_tasks"]},
+            )
+        orch.queue.create_tasks(wl.task_records())
+        held = [
+            t
+            for t in (orch.queue.claim_task(a["agent_id"]) for a in wl.agent_records())
+            if t is not None
+        ]
+        orch.queue.start_task(held[0].id)
+    assert held
+    with athena_orch.connect(path) as orch:
+        summary = run_demo(
+            orch, wl.agent_records(), wl.task_records(), seed=4, settings=CALM, progress=False
+        )
+        frame = orch.queue.to_frame()
+        first = orch.queue.get_task_history(held[0].id)
+    assert summary["orphans_requeued"] == len(held)
+    assert summary["tasks_created"] == 0 and len(frame) == 12
+    assert set(frame["status"]) <= FINAL
+    assert any("orphaned" in (e["detail"] or "") for e in first)
+    assert summary["figures_match"]
+
+
+def test_unroutable_task_is_cancelled_and_blocks_downstream():
+    agents = [
+        {
+            "agent_id": "solo",
+            "capabilities": ["python"],
+            "max_concurrent_tasks": 2,
+            "speed_factor": 1.0,
+            "failure_rate": 0.0,
+            "mode": "pull",
+        }
+    ]
+    tasks = [
+        {"key": "a", "content": "code it", "task_type": "coding", "requirements": ["python"]},
+        {
+            "key": "b",
+            "content": "translate it",
+            "task_type": "writing",
+            "requirements": ["translation"],
+            "dependencies": ["a"],
+        },
+        {
+            "key": "c",
+            "content": "ship it",
+            "task_type": "coding",
+            "requirements": ["python"],
+            "dependencies": ["b"],
+        },
+    ]
+    with athena_orch.connect() as orch:
+        summary = run_demo(orch, agents, tasks, seed=1, settings=CALM, progress=False)
+        status = dict(zip(orch.queue.to_frame()["content"], orch.queue.to_frame()["status"]))
+        decisions = orch.router.decisions()
+        graph = orch.queue.dependency_graph()
+    assert status == {"code it": "completed", "translate it": "cancelled", "ship it": "blocked"}
+    assert len(summary["unroutable_cancelled"]) == 1
+    assert "no agent has every capability" in decisions["reason"].iloc[-1]
+    (blocked,) = [t for t, d in graph.nodes(data=True) if d["status"] == "blocked"]
+    assert {graph.nodes[a]["status"] for a in nx.ancestors(graph, blocked)} == {
+        "cancelled",
+        "completed",
+    }
+
+
+# ---------------------------------------------------------------------- workloads
+def test_committed_data_is_what_the_generator_writes(tmp_path):
+    subprocess.run(
+        [sys.executable, "-m", "athena_orch.workload", "--out", str(tmp_path)],
+        check=True,
+        capture_output=True,
+        cwd=REPO,
+    )
+    for name in ("agents.csv", "tasks.csv"):
+        assert (tmp_path / name).read_bytes() == (REPO / "data" / name).read_bytes(), name
+
+
+def test_sample_workload_is_a_routable_dag():
+    wl = load_workload(REPO / "data")
+    assert wl.tasks.equals(sample_workload().tasks) and wl.agents.equals(sample_workload().agents)
+    assert 150 <= len(wl.tasks) <= 400 and wl.tasks["key"].is_unique
+    graph = nx.DiGraph()
+    graph.add_nodes_from(wl.tasks["key"])
+    graph.add_edges_from(
+        (d, k) for k, deps in zip(wl.tasks["key"], wl.tasks["dependencies"]) for d in deps
+    )
+    assert nx.is_directed_acyclic_graph(graph) and len(graph) == len(wl.tasks)
+    caps = [set(c) for c in wl.agents["capabilities"]]
+    unroutable = [
+        k
+        for k, r in zip(wl.tasks["key"], wl.tasks["requirements"])
+        if not any(set(r) <= c for c in caps)
+    ]
+    assert unroutable == ["churn.translate"]  # the one the demo cancels on purpose
+    assert set(wl.agents["mode"]) == {"pull", "push"}
+
+
+def test_synthetic_workload_is_deterministic_and_routable():
+    a = synthetic_workload(120, 7, seed=3, layers=5, max_fan_in=4)
+    b = synthetic_workload(120, 7, seed=3, layers=5, max_fan_in=4)
+    assert a.tasks.equals(b.tasks) and a.agents.equals(b.agents)
+    assert not a.tasks.equals(synthetic_workload(120, 7, seed=4, layers=5).tasks)
+    caps = [set(c) for c in a.agents["capabilities"]]
+    assert all(any(set(r) <= c for c in caps) for r in a.tasks["requirements"])
+    position = {k: i for i, k in enumerate(a.tasks["key"])}
+    for key, deps in zip(a.tasks["key"], a.tasks["dependencies"]):
+        assert 1 <= len(deps) <= 4 or position[key] < 120 // 5
+        assert all(position[d] < position[key] for d in deps)
+
+
+def test_csv_round_trip_and_records(tmp_path):
+    wl = synthetic_workload(30, 4, seed=2)
+    wl.write_csv(tmp_path)
+    agents, tasks = read_agents(tmp_path / "agents.csv"), read_tasks(tmp_path / "tasks.csv")
+    assert agents.equals(wl.agents) and tasks.equals(wl.tasks)
+    records = wl.task_records()
+    assert {r["idempotency_key"] for r in records} == {f"{wl.name}:{k}" for k in wl.tasks["key"]}
+    with athena_orch.connect() as orch:
+        ids = orch.queue.create_tasks(records)
+        assert orch.queue.create_tasks(records) == ids  # idempotent
+        assert orch.queue.get_queue_statistics().total_count == 30
+
+
+# ---------------------------------------------------------------------- command line
+def test_cli_demo_runs_a_synthetic_workload(tmp_path):
+    db = tmp_path / "cli.duckdb"
+    result = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "athena_orch",
+            "demo",
+            "--db",
+            str(db),
+            "--tasks",
+            "30",
+            "--agents",
+            "4",
+            "--seed",
+            "1",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        cwd=tmp_path,
+    )
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert (
+        "by state:" in result.stdout and "agent figures match the task table: yes" in result.stdout
+    )
+    assert (tmp_path / "cli_report.html").exists()
+    with athena_orch.connect(db) as orch:
+        assert orch.queue.get_queue_statistics().total_count == 30

@@ -27,7 +27,6 @@ from .exceptions import (
 )
 from .models import ACTIVE_STATES, QueueStatistics, Task, TaskStatus
 from .stores import EpisodicStore, GraphStore, MetaStore
-from .stores.episodic import TRANSITION_EVENT
 
 PENDING, ASSIGNED, RUNNING = TaskStatus.PENDING, TaskStatus.ASSIGNED, TaskStatus.RUNNING
 COMPLETED, FAILED, BLOCKED, CANCELLED = (
@@ -156,22 +155,19 @@ class TaskQueue:
             "idempotency_key": record.idempotency_key,
         }
 
-    @staticmethod
-    def _event_row(task_id: str, before: TaskStatus | None, after: TaskStatus,
-                   agent_id: str | None, detail: str, now: datetime) -> dict[str, Any]:
-        content = {"from_status": before and before.value, "to_status": after.value,
-                   "agent_id": agent_id, "detail": detail}
-        return {"timestamp": now, "event_type": TRANSITION_EVENT, "content": json.dumps(content),
-                "outcome": after.value, "context_task": task_id, "context_phase": after.value}
-
     def _log(self, task_id: str, before: TaskStatus | None, after: TaskStatus,
              agent_id: str | None, now: datetime, detail: str = "") -> None:
         self._log_many([(task_id, before, after, agent_id, detail)], now)
 
     def _log_many(self, transitions: list[tuple], now: datetime) -> None:
         """Record (task_id, from, to, agent_id, detail) transitions as episodic events."""
-        self.episodic.record_events(pd.DataFrame(
-            [self._event_row(*t, now) for t in transitions]))
+        if not transitions:
+            return
+        self.episodic.record_transitions(
+            [t[0] for t in transitions], [t[2].value for t in transitions],
+            [json.dumps({"from_status": before and before.value, "to_status": after.value,
+                         "agent_id": agent, "detail": detail})
+             for _, before, after, agent, detail in transitions], now)
 
     # ------------------------------------------------------------------ handing out
     def assign_task(self, task_id: str, agent_id: str) -> Task:
@@ -214,8 +210,7 @@ class TaskQueue:
             steps = [(t.id, PENDING, ASSIGNED, agent_id, "claimed") for t in tasks]
             if start:
                 steps += [(t.id, ASSIGNED, RUNNING, agent_id, "started") for t in tasks]
-            if steps:
-                self._log_many(steps, now)
+            self._log_many(steps, now)
         return tasks
 
     def start_task(self, task_id: str) -> Task:
@@ -243,26 +238,27 @@ class TaskQueue:
                        ) -> list[Task]:
         """Complete many running tasks at once, all or nothing: ``{task_id: result}``, or
         records / DataFrame rows with task_id, result and optional duration_ms."""
-        done = tr.completions_from(results)
-        if done.empty:
+        task_ids, texts, durations = tr.completions_from(results)
+        if not task_ids:
             return []
         with self.db.transaction():
             now = self.clock()
-            tasks = {t.id: t for t in self.episodic.complete(done, now)}
-            for task_id in done["task_id"]:
+            tasks = {t.id: t for t in self.episodic.complete(task_ids, texts, durations, now)}
+            for task_id in task_ids:
                 if task_id not in tasks:
                     self._changed(task_id, "complete", None)  # raises: unknown or not running
-            self.episodic.release_dependents(list(tasks))
+            self.episodic.release_dependents(task_ids)
             finished = [t for t in tasks.values() if t.assigned_to is not None]
             if finished:
-                self.meta.record_outcomes(pd.DataFrame({
-                    "agent_id": [t.assigned_to for t in finished], "completed": 1, "failed": 0,
-                    "success_ms": [t.execution_duration_ms for t in finished]}), now)
+                self.meta.record_outcomes(
+                    [t.assigned_to for t in finished], now, completed=[1] * len(finished),
+                    failed=[0] * len(finished),
+                    success_ms=[t.execution_duration_ms for t in finished])
             self._log_many([(t.id, RUNNING, COMPLETED, t.assigned_to, "completed")
                             for t in tasks.values()], now)
-        ordered = [tasks[tid] for tid in done["task_id"]]
-        for task, result in zip(ordered, done["result"]):
-            task.result = result
+        ordered = [tasks[tid] for tid in task_ids]
+        for task, text in zip(ordered, texts):
+            task.result = text
         return ordered
 
     def fail_task(self, task_id: str, error: str, should_retry: bool = True) -> Task:
@@ -310,8 +306,7 @@ class TaskQueue:
             return []
         reason = f"blocked: dependency {root} {verb}"
         blocked = self.episodic.block(sorted(nx.descendants(dag, root)), root, reason)
-        events = [self._event_row(t, PENDING, BLOCKED, None, reason, now) for t in blocked]
-        self.episodic.record_events(pd.DataFrame(events))
+        self._log_many([(t, PENDING, BLOCKED, None, reason) for t in blocked], now)
         return blocked
 
     # ------------------------------------------------------------------ leases

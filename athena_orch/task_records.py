@@ -149,8 +149,8 @@ def dumps(values: list[str]) -> str:
     return json.dumps(values, ensure_ascii=False)
 
 
-def completions_from(results: Any) -> pd.DataFrame:
-    """Validate what ``complete_tasks`` was given as a frame of task_id, result, duration_ms."""
+def completions_from(results: Any) -> tuple[list[str], list[str], list[int | None]]:
+    """Validate what ``complete_tasks`` was given: (task ids, results, durations)."""
     if isinstance(results, dict):
         rows = [{"task_id": k, "result": val} for k, val in results.items()]
     elif isinstance(results, pd.DataFrame):
@@ -175,5 +175,4 @@ def completions_from(results: Any) -> pd.DataFrame:
     ids = [c["task_id"] for c in checked]
     if len(ids) != len(set(ids)):
         raise ValidationError("results name a task twice")
-    return pd.DataFrame(checked, columns=["task_id", "result", "duration_ms"]).astype(
-        {"duration_ms": "Int64"})
+    return ids, [c["result"] for c in checked], [c["duration_ms"] for c in checked]

@@ -12,8 +12,6 @@ from ..models import Task, TaskStatus
 from .database import Database
 from .graph import HAS_CAPABILITY, entity_id
 
-TRANSITION_EVENT = "task_transition"
-
 
 def row_to_task(row: dict[str, Any]) -> Task:
     """A ``task_get``/``tasks_query`` row as a :class:`Task`."""
@@ -57,14 +55,16 @@ class EpisodicStore:
         """New task rows and their dependency edges, in one go. A task row is itself the
         episodic event of its creation."""
         with self.db.transaction():
-            self.db.insert_frame("episodic_insert", tasks)
+            self.db.insert_frame("tasks_insert", tasks)
             self.db.insert_frame("dependencies_insert", edges)
             if not edges.empty:
                 self.db.bump_version("dag")
 
-    def record_events(self, events: pd.DataFrame) -> None:
-        """Task transition events (rows of episodic_events columns)."""
-        self.db.insert_frame("episodic_insert", events)
+    def record_transitions(self, task_ids: list[str], statuses: list[str],
+                           contents: list[str], now: datetime) -> None:
+        """Transition events: each task moved to its status; ``contents`` are JSON details."""
+        self.db.execute("transitions_insert", task_ids=task_ids, statuses=statuses,
+                        contents=contents, now=now)
 
     # Transitions: a guarded UPDATE that returns the task as it is now, or None when the
     # task was not in a state the transition starts from.
@@ -92,14 +92,14 @@ class EpisodicStore:
     def start(self, task_id: str, now: datetime, lease_until: datetime) -> Task | None:
         return self._transition("task_start", task_id=task_id, now=now, lease_until=lease_until)
 
-    def complete(self, done: pd.DataFrame, now: datetime) -> list[Task]:
-        """Complete the running tasks of ``done`` (task_id, result, duration_ms); each result
-        becomes an event linked from its task. Tasks not running are left out."""
-        events = self.db.insert_frame("results_insert", done[["task_id", "result"]], now=now)
-        event_ids = {e["task_id"]: e["id"] for e in events}
-        linked = done.assign(result_event_id=done["task_id"].map(event_ids))
-        rows = self.db.insert_frame("tasks_complete",
-                                    linked[["task_id", "duration_ms", "result_event_id"]], now=now)
+    def complete(self, task_ids: list[str], results: list[str], durations: list[int | None],
+                 now: datetime) -> list[Task]:
+        """Complete those of the tasks that are running; each result becomes an event
+        linked from its task."""
+        events = self.db.fetch_rows("results_insert", task_ids=task_ids, results=results, now=now)
+        event_ids = dict(events)
+        rows = self.db.fetch_dicts("tasks_complete", task_ids=task_ids, durations=durations,
+                                   event_ids=[event_ids[t] for t in task_ids], now=now)
         return [row_to_task(r) for r in rows]
 
     def retry(self, task_id: str, error: str, retry_until: datetime) -> Task | None:

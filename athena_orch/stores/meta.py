@@ -19,12 +19,14 @@ class MetaStore:
     def record_outcome(self, agent_id: str, now: datetime, *, completed: int = 0,
                        failed: int = 0, success_ms: int = 0) -> None:
         """Add finished work to an agent's figures."""
-        self.record_outcomes(pd.DataFrame({"agent_id": [agent_id], "completed": [completed],
-                                           "failed": [failed], "success_ms": [success_ms]}), now)
+        self.record_outcomes([agent_id], now, completed=[completed], failed=[failed],
+                             success_ms=[success_ms])
 
-    def record_outcomes(self, outcomes: pd.DataFrame, now: datetime) -> None:
-        """The same for many: rows of agent_id, completed, failed, success_ms."""
-        self.db.insert_frame("metrics_record", outcomes, now=now)
+    def record_outcomes(self, agent_ids: list[str], now: datetime, *, completed: list[int],
+                        failed: list[int], success_ms: list[int]) -> None:
+        """The same for many (lists aligned with ``agent_ids``; an agent may repeat)."""
+        self.db.execute("metrics_record", agent_ids=agent_ids, completed=completed,
+                        failed=failed, success_ms=success_ms, now=now)
 
     def delete_figures(self, agent_id: str) -> None:
         self.db.execute("metrics_delete", agent_id=agent_id)

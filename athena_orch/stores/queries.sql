@@ -29,9 +29,15 @@ UPDATE store_versions SET version = version + 1 WHERE name = $name;
 
 -- ---------------------------------------------------------------- tasks: writes
 
--- name: episodic_insert
--- New rows in bulk: task rows (event_type 'task') or task transition events.
+-- name: tasks_insert
+-- New task rows in bulk (event_type 'task'): each is the event of its own creation.
 INSERT INTO episodic_events BY NAME SELECT * FROM incoming;
+
+-- name: transitions_insert
+-- Task transition events (lists of equal length).
+INSERT INTO episodic_events (timestamp, event_type, content, outcome, context_task, context_phase)
+SELECT $now, 'task_transition', unnest($contents::VARCHAR[]), unnest($statuses::VARCHAR[]),
+       unnest($task_ids::VARCHAR[]), unnest($statuses::VARCHAR[]);
 
 -- name: dependencies_insert
 INSERT INTO task_dependencies BY NAME SELECT * FROM incoming;
@@ -81,18 +87,20 @@ WHERE task_id = $task_id AND task_status = 'assigned'
 RETURNING *;
 
 -- name: results_insert
--- Result events of the tasks in "incoming" (task_id, result); returns their ids.
+-- Result events of the given tasks (lists of equal length); returns their ids.
 INSERT INTO episodic_events (timestamp, event_type, content, outcome, context_task, context_phase)
-SELECT $now, 'task_result', result, 'success', task_id, 'completed' FROM incoming
+SELECT $now, 'task_result', unnest($results::VARCHAR[]), 'success',
+       unnest($task_ids::VARCHAR[]), 'completed'
 RETURNING context_task AS task_id, id;
 
 -- name: tasks_complete
--- running -> completed for the tasks in "incoming" (task_id, duration_ms, result_event_id).
+-- running -> completed for the given tasks, each linked to its result event.
 UPDATE episodic_events
 SET task_status = 'completed', completed_at = $now,
     execution_duration_ms = coalesce(i.duration_ms, epoch_ms($now) - epoch_ms(started_at)),
     success = TRUE, result_task_id = i.result_event_id, lease_until = NULL, outcome = 'success'
-FROM incoming i
+FROM (SELECT unnest($task_ids::VARCHAR[]) AS task_id, unnest($durations::BIGINT[]) AS duration_ms,
+             unnest($event_ids::BIGINT[]) AS result_event_id) i
 WHERE episodic_events.task_id = i.task_id AND episodic_events.task_status = 'running'
 RETURNING episodic_events.*;
 
@@ -267,10 +275,12 @@ GROUP BY e.properties;
 -- ---------------------------------------------------------------- agent figures
 
 -- name: metrics_record
--- Add outcomes to agents' figures (created on first use); "incoming" has agent_id,
--- completed, failed, success_ms.
+-- Add outcomes to agents' figures, created on first use (lists of equal length).
 INSERT INTO agent_metrics
-SELECT agent_id, sum(completed), sum(failed), sum(success_ms), $now FROM incoming GROUP BY agent_id
+SELECT agent_id, sum(completed), sum(failed), sum(success_ms), $now
+FROM (SELECT unnest($agent_ids::VARCHAR[]) AS agent_id, unnest($completed::BIGINT[]) AS completed,
+             unnest($failed::BIGINT[]) AS failed, unnest($success_ms::BIGINT[]) AS success_ms)
+GROUP BY agent_id
 ON CONFLICT (agent_id) DO UPDATE SET
     total_completed = agent_metrics.total_completed + excluded.total_completed,
     total_failed = agent_metrics.total_failed + excluded.total_failed,

@@ -92,21 +92,24 @@ def _as_int(value: Any) -> Any:
     return value
 
 
-def records_from(data: Iterable[dict[str, Any]] | pd.DataFrame) -> list[TaskRecord]:
-    """Validate every record of a list of dicts or a DataFrame (one row per task)."""
+def dict_rows(data: Any, name: str, item: str) -> list[dict[str, Any]]:
+    """The rows of a list of dicts or of a DataFrame; anything else is a ValidationError."""
     if isinstance(data, pd.DataFrame):
-        rows = data.to_dict("records")
-    elif isinstance(data, (str, bytes, dict)) or not isinstance(data, Iterable):
-        raise ValidationError(
-            f"records must be a list of dicts or a DataFrame, not {type(data).__name__}"
-        )
-    else:
-        rows = list(data)
-    records = []
+        return data.to_dict("records")
+    if isinstance(data, (str, bytes, dict)) or not isinstance(data, Iterable):
+        raise ValidationError(f"{name} must be a list of dicts or a DataFrame, not "
+                              f"{type(data).__name__}")
+    rows = list(data)
     for i, row in enumerate(rows):
         if not isinstance(row, dict):
-            raise ValidationError(f"record {i}: must be a dict, not {type(row).__name__}")
-        records.append(make_record(row, where=f"record {i}: "))
+            raise ValidationError(f"{item} {i}: must be a dict, not {type(row).__name__}")
+    return rows
+
+
+def records_from(data: Iterable[dict[str, Any]] | pd.DataFrame) -> list[TaskRecord]:
+    """Validate every record of a list of dicts or a DataFrame (one row per task)."""
+    records = [make_record(row, where=f"record {i}: ")
+               for i, row in enumerate(dict_rows(data, "records", "record"))]
     keys = [r.key for r in records if r.key is not None]
     if len(keys) != len(set(keys)):
         raise ValidationError(f"records: duplicate keys {sorted({k for k in keys if keys.count(k) > 1})}")
@@ -153,17 +156,10 @@ def completions_from(results: Any) -> tuple[list[str], list[str], list[int | Non
     """Validate what ``complete_tasks`` was given: (task ids, results, durations)."""
     if isinstance(results, dict):
         rows = [{"task_id": k, "result": val} for k, val in results.items()]
-    elif isinstance(results, pd.DataFrame):
-        rows = results.to_dict("records")
-    elif isinstance(results, (str, bytes)) or not isinstance(results, Iterable):
-        raise ValidationError("results must be a dict of task_id -> result, records or a "
-                              f"DataFrame, not {type(results).__name__}")
     else:
-        rows = list(results)
+        rows = dict_rows(results, "results", "result")
     checked = []
     for i, row in enumerate(rows):
-        if not isinstance(row, dict):
-            raise ValidationError(f"result {i}: must be a dict, not {type(row).__name__}")
         v.known_keys(f"result {i}", row, ("task_id", "result", "duration_ms"))
         duration = row.get("duration_ms")
         checked.append({

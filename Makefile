@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-stamp
 
-.PHONY: venv demo test bench lint clean
+.PHONY: venv demo test bench lint clean lab notebooks
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -18,15 +18,23 @@ demo: $(STAMP)
 	$(BIN)/athena-orch demo
 
 test: $(STAMP)
-	$(BIN)/python -m pytest --cov --cov-report=term-missing:skip-covered --cov-fail-under=80
+	$(BIN)/python -m pytest --cov --cov-report=term-missing:skip-covered --cov-fail-under=80 \
+		--nbval --nbval-sanitize-with notebooks/sanitize.cfg tests notebooks
+
+lab: $(STAMP)
+	$(BIN)/jupyter lab --notebook-dir=notebooks
+
+# Re-run every notebook and store its outputs; commit them after a behaviour or data change.
+notebooks: $(STAMP)
+	cd notebooks && ../$(BIN)/jupyter nbconvert --to notebook --execute --inplace \
+		--ExecutePreprocessor.record_timing=False --ExecutePreprocessor.store_widget_state=False *.ipynb
 
 bench: $(STAMP)
 	$(BIN)/python -m pip install -q -e ".[bench]"
 	$(BIN)/python benchmarks/run.py
 
 lint: $(STAMP)
-	$(BIN)/ruff check athena_orch tests
-	$(BIN)/ruff format --check athena_orch tests
+	$(BIN)/ruff check athena_orch tests benchmarks notebooks
 
 clean:
-	rm -rf $(VENV) .pytest_cache .coverage orch.duckdb orch.duckdb.wal orch_report.html
+	rm -rf $(VENV) .pytest_cache .coverage orch.duckdb orch.duckdb.wal orch_report.html test-artifacts

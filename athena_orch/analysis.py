@@ -34,12 +34,30 @@ from typing import Any
 
 import pandas as pd
 
-from .capability_router import COMPONENTS, check_weights
+from .capability_router import COMPONENTS, check_weights, weighted_score
 
-CANDIDATE_COLUMNS = ["decision_id", "task_id", "agent_id", *COMPONENTS, "load", "capacity",
-                     "logged_score", "selected"]
-REPLAY_COLUMNS = ["decision_id", "task_id", "source", "n_candidates", "original_agent",
-                  "original_score", "replayed_agent", "replayed_score", "changed", "replayable"]
+CANDIDATE_COLUMNS = [
+    "decision_id",
+    "task_id",
+    "agent_id",
+    *COMPONENTS,
+    "load",
+    "capacity",
+    "logged_score",
+    "selected",
+]
+REPLAY_COLUMNS = [
+    "decision_id",
+    "task_id",
+    "source",
+    "n_candidates",
+    "original_agent",
+    "original_score",
+    "replayed_agent",
+    "replayed_score",
+    "changed",
+    "replayable",
+]
 SHIFT_COLUMNS = ["agent_id", "before", "after", "difference"]
 
 
@@ -53,52 +71,82 @@ def decision_summary(decisions: pd.DataFrame) -> pd.DataFrame:
     """One row per logged decision, flat: decision_id, task_id, source, selected_agent,
     n_candidates, best_score, runner_up, margin (best minus second best score; NaN with
     fewer than two candidates), n_requirements, reason."""
-    _require(decisions, ["decision_id", "task_id", "scores", "selected_agent", "requirements",
-                         "reason", "source"], "decisions")
+    _require(
+        decisions,
+        ["decision_id", "task_id", "scores", "selected_agent", "requirements", "reason", "source"],
+        "decisions",
+    )
     rows = []
     for d in decisions.itertuples(index=False):
         ranked = sorted(d.scores.items(), key=lambda kv: (-kv[1], kv[0]))
-        rows.append({
-            "decision_id": d.decision_id, "task_id": d.task_id, "source": d.source,
-            "selected_agent": d.selected_agent, "n_candidates": len(ranked),
-            "best_score": ranked[0][1] if ranked else float("nan"),
-            "runner_up": ranked[1][0] if len(ranked) > 1 else None,
-            "margin": ranked[0][1] - ranked[1][1] if len(ranked) > 1 else float("nan"),
-            "n_requirements": len(d.requirements), "reason": d.reason,
-        })
-    return pd.DataFrame(rows, columns=["decision_id", "task_id", "source", "selected_agent",
-                                       "n_candidates", "best_score", "runner_up", "margin",
-                                       "n_requirements", "reason"])
+        rows.append(
+            {
+                "decision_id": d.decision_id,
+                "task_id": d.task_id,
+                "source": d.source,
+                "selected_agent": d.selected_agent,
+                "n_candidates": len(ranked),
+                "best_score": ranked[0][1] if ranked else float("nan"),
+                "runner_up": ranked[1][0] if len(ranked) > 1 else None,
+                "margin": ranked[0][1] - ranked[1][1] if len(ranked) > 1 else float("nan"),
+                "n_requirements": len(d.requirements),
+                "reason": d.reason,
+            }
+        )
+    return pd.DataFrame(
+        rows,
+        columns=[
+            "decision_id",
+            "task_id",
+            "source",
+            "selected_agent",
+            "n_candidates",
+            "best_score",
+            "runner_up",
+            "margin",
+            "n_requirements",
+            "reason",
+        ],
+    )
 
 
 def candidate_components(decisions: pd.DataFrame) -> pd.DataFrame:
     """The logged components long: one row per (decision, logged candidate) with
     track_record, headroom, speed, fit, load, capacity, the logged score and whether the
     candidate was selected. Decisions without components (route_batch) give no rows."""
-    _require(decisions, ["decision_id", "task_id", "components", "scores", "selected_agent"],
-             "decisions")
+    _require(
+        decisions, ["decision_id", "task_id", "components", "scores", "selected_agent"], "decisions"
+    )
     rows = []
     for d in decisions.itertuples(index=False):
         for agent, parts in (d.components or {}).items():
-            rows.append({"decision_id": d.decision_id, "task_id": d.task_id, "agent_id": agent,
-                         **{c: float(parts[c]) for c in (*COMPONENTS, "load", "capacity")},
-                         "logged_score": float(d.scores.get(agent, float("nan"))),
-                         "selected": agent == d.selected_agent})
+            rows.append(
+                {
+                    "decision_id": d.decision_id,
+                    "task_id": d.task_id,
+                    "agent_id": agent,
+                    **{c: float(parts[c]) for c in (*COMPONENTS, "load", "capacity")},
+                    "logged_score": float(d.scores.get(agent, float("nan"))),
+                    "selected": agent == d.selected_agent,
+                }
+            )
     frame = pd.DataFrame(rows, columns=CANDIDATE_COLUMNS)
     return frame.astype({"selected": bool})
 
 
 def score(components: pd.DataFrame, weights: Mapping[str, float]) -> pd.Series:
-    """The router's weighted total for rows holding the four components."""
+    """The router's weighted total (its own ``weighted_score``) for rows holding the four
+    components."""
     checked = check_weights(dict(weights))
-    total = sum(checked.values())
-    return sum(components[c] * (checked[c] / total) for c in COMPONENTS)
+    parts = {c: components[c].to_numpy(dtype=float) for c in COMPONENTS}
+    return pd.Series(weighted_score(parts, checked), index=components.index, dtype=float)
 
 
 def _best(candidates: pd.DataFrame, column: str) -> pd.DataFrame:
     """Per decision, the row the router would pick by ``column`` (then load, then id)."""
-    ordered = candidates.sort_values(["decision_id", column, "load", "agent_id"],
-                                     ascending=[True, False, True, True])
+    ordered = candidates.sort_values(
+        ["decision_id", column, "load", "agent_id"], ascending=[True, False, True, True]
+    )
     return ordered.drop_duplicates("decision_id").set_index("decision_id")
 
 
@@ -110,31 +158,40 @@ def replay_decisions(decisions: pd.DataFrame, weights: Mapping[str, float]) -> p
     changed (replayed agent differs from the original), replayable (see the module doc).
     One row per logged decision, in log order.
     """
-    _require(decisions, ["decision_id", "task_id", "components", "scores", "selected_agent",
-                         "source"], "decisions")
+    _require(
+        decisions,
+        ["decision_id", "task_id", "components", "scores", "selected_agent", "source"],
+        "decisions",
+    )
     checked = check_weights(dict(weights))
     candidates = candidate_components(decisions)
     candidates["replayed_score"] = score(candidates, checked)
     best = _best(candidates, "replayed_score")
-    out = pd.DataFrame({
-        "decision_id": decisions["decision_id"].to_numpy(),
-        "task_id": decisions["task_id"].to_numpy(),
-        "source": decisions["source"].to_numpy(),
-    })
+    out = pd.DataFrame(
+        {
+            "decision_id": decisions["decision_id"].to_numpy(),
+            "task_id": decisions["task_id"].to_numpy(),
+            "source": decisions["source"].to_numpy(),
+        }
+    )
     has_components = [bool(c) for c in decisions["components"]]
     no_candidates = [not s for s in decisions["scores"]]
     out["n_candidates"] = [len(s) for s in decisions["scores"]]
     out["original_agent"] = pd.Series(list(decisions["selected_agent"]), dtype=object).where(
-        decisions["selected_agent"].notna().to_numpy(), None)
-    out["original_score"] = [float(s[a]) if isinstance(a, str) and a in s else float("nan")
-                             for s, a in zip(decisions["scores"], out["original_agent"])]
+        decisions["selected_agent"].notna().to_numpy(), None
+    )
+    out["original_score"] = [
+        float(s[a]) if isinstance(a, str) and a in s else float("nan")
+        for s, a in zip(decisions["scores"], out["original_agent"])
+    ]
     out["replayable"] = [c or n for c, n in zip(has_components, no_candidates)]
     replayed = best["agent_id"].reindex(out["decision_id"]).to_numpy()
-    out["replayed_agent"] = pd.Series(replayed, dtype=object).where(
-        pd.notna(replayed), None)
+    out["replayed_agent"] = pd.Series(replayed, dtype=object).where(pd.notna(replayed), None)
     out["replayed_score"] = best["replayed_score"].reindex(out["decision_id"]).to_numpy()
-    out["changed"] = [bool(r) and o != n for r, o, n in
-                      zip(out["replayable"], out["original_agent"], out["replayed_agent"])]
+    out["changed"] = [
+        bool(r) and o != n
+        for r, o, n in zip(out["replayable"], out["original_agent"], out["replayed_agent"])
+    ]
     return out[REPLAY_COLUMNS]
 
 
@@ -146,18 +203,27 @@ def load_shift(replay: pd.DataFrame) -> pd.DataFrame:
     before = usable["original_agent"].dropna().value_counts()
     after = usable["replayed_agent"].dropna().value_counts()
     agents = sorted(set(before.index) | set(after.index))
-    frame = pd.DataFrame({"agent_id": agents,
-                          "before": [int(before.get(a, 0)) for a in agents],
-                          "after": [int(after.get(a, 0)) for a in agents]},
-                         columns=SHIFT_COLUMNS[:3])
+    frame = pd.DataFrame(
+        {
+            "agent_id": agents,
+            "before": [int(before.get(a, 0)) for a in agents],
+            "after": [int(after.get(a, 0)) for a in agents],
+        },
+        columns=SHIFT_COLUMNS[:3],
+    )
     frame = frame.astype({"before": "int64", "after": "int64"})
     frame["difference"] = frame["after"] - frame["before"]
-    return frame.sort_values(["difference", "agent_id"], ascending=[False, True],
-                             ignore_index=True)[SHIFT_COLUMNS]
+    return frame.sort_values(
+        ["difference", "agent_id"], ascending=[False, True], ignore_index=True
+    )[SHIFT_COLUMNS]
 
 
-def sweep_weight(decisions: pd.DataFrame, component: str, values: Iterable[float],
-                 base: Mapping[str, float] | None = None) -> pd.DataFrame:
+def sweep_weight(
+    decisions: pd.DataFrame,
+    component: str,
+    values: Iterable[float],
+    base: Mapping[str, float] | None = None,
+) -> pd.DataFrame:
     """Replay under ``base`` weights (default: the router defaults) with one component set
     to each of ``values``. Columns: the component name (its weight), changed (decisions
     that would go elsewhere), changed_share (of the replayable ones), top_agent and
@@ -170,9 +236,15 @@ def sweep_weight(decisions: pd.DataFrame, component: str, values: Iterable[float
         usable = replay[replay["replayable"]]
         wins = usable["replayed_agent"].dropna().value_counts()
         wins = wins.sort_index().sort_values(ascending=False, kind="stable")
-        rows.append({component: float(value), "changed": int(usable["changed"].sum()),
-                     "changed_share": float(usable["changed"].mean()) if len(usable) else 0.0,
-                     "top_agent": wins.index[0] if len(wins) else None,
-                     "top_agent_share": float(wins.iloc[0] / len(usable)) if len(wins) else 0.0})
-    return pd.DataFrame(rows, columns=[component, "changed", "changed_share", "top_agent",
-                                       "top_agent_share"])
+        rows.append(
+            {
+                component: float(value),
+                "changed": int(usable["changed"].sum()),
+                "changed_share": float(usable["changed"].mean()) if len(usable) else 0.0,
+                "top_agent": wins.index[0] if len(wins) else None,
+                "top_agent_share": float(wins.iloc[0] / len(usable)) if len(wins) else 0.0,
+            }
+        )
+    return pd.DataFrame(
+        rows, columns=[component, "changed", "changed_share", "top_agent", "top_agent_share"]
+    )

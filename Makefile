@@ -18,8 +18,8 @@ demo: $(STAMP)
 	$(BIN)/athena-orch demo
 
 test: $(STAMP)
-	$(BIN)/python -m pytest --cov --cov-report=term-missing:skip-covered --cov-fail-under=80 \
-		--nbval --nbval-sanitize-with notebooks/sanitize.cfg tests notebooks
+	$(BIN)/python -m pytest --cov --cov-report=term-missing:skip-covered --cov-fail-under=80 tests
+	$(BIN)/python -m pytest --nbval --nbval-sanitize-with notebooks/sanitize.cfg notebooks
 
 lab: $(STAMP)
 	$(BIN)/jupyter lab --notebook-dir=notebooks

@@ -280,7 +280,7 @@ print(len(frame), graph.number_of_edges(), took,
 
 def bench_analysis(n: int) -> list[Row]:
     out = subprocess.run([sys.executable, "-c", MEMORY_PROBE, str(n)], capture_output=True,
-                         text=True, check=True).stdout.split()
+                         text=True, check=True).stdout.splitlines()[-1].split()
     rows, edges, took, peak_mb = int(out[0]), int(out[1]), float(out[2]), float(out[3])
     return [
         {"benchmark": f"to_frame() over {rows:,} task rows", "value": took, "unit": "s",

@@ -5,8 +5,8 @@
 -- ---------------------------------------------------------------- schema and versions
 
 -- name: session_setup
--- Times come back as UTC.
-SET TimeZone = 'UTC';
+-- Times come back as UTC; no progress bar printed into the caller's terminal.
+SET TimeZone = 'UTC'; SET enable_progress_bar = false;
 
 -- name: migrations_table
 -- The applied schema migrations.

@@ -18,7 +18,7 @@ import numpy as np
 import pandas as pd
 
 from . import validation as v
-from .exceptions import AgentNotFoundError, ValidationError
+from .exceptions import AgentNotFoundError, ValidationError, shown
 from .models import Agent, AgentStatistics
 from .stores import GraphStore, MetaStore
 from .stores.graph import HAS_CAPABILITY, entity_id, entity_name
@@ -278,6 +278,6 @@ class AgentRegistry:
     def _require(self, agent_id: str) -> str:
         agent_id = v.text("agent_id", agent_id)
         if entity_id(AGENT, agent_id) not in self.graph:
-            raise AgentNotFoundError(f"agent {agent_id!r} is not registered")
+            raise AgentNotFoundError(f"agent {shown(agent_id)} is not registered")
         return agent_id
 

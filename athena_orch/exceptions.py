@@ -6,6 +6,13 @@ Each class's docstring is its meaning; each message names the offending id or va
 from __future__ import annotations
 
 
+def shown(value: object, limit: int = 80) -> str:
+    """``repr(value)`` cut to ``limit`` characters: messages name the offending id or value,
+    and a caller's 100 KB id must not make a 100 KB message."""
+    text = repr(value)
+    return text if len(text) <= limit else f"{text[: limit - 1]}…"
+
+
 class OrchestrationError(Exception):
     """Base class of every error raised by athena-orch."""
 
@@ -37,7 +44,7 @@ class InvalidTransitionError(OrchestrationError):
 
     def __init__(self, task_id: str, status: str, action: str, detail: str = ""):
         self.task_id, self.status, self.action = task_id, status, action
-        message = f"cannot {action} task {task_id!r}: it is {status}"
+        message = f"cannot {action} task {shown(task_id)}: it is {status}"
         super().__init__(f"{message} ({detail})" if detail else message)
 
 

@@ -24,6 +24,7 @@ from .exceptions import (
     InvalidTransitionError,
     TaskNotFoundError,
     ValidationError,
+    shown,
 )
 from .models import ACTIVE_STATES, QueueStatistics, Task, TaskStatus
 from .stores import EpisodicStore, GraphStore, MetaStore
@@ -95,7 +96,7 @@ class TaskQueue:
             states = self.episodic.task_states(sorted(external | reused))
             unknown = sorted(external - set(states))
             if unknown:
-                raise DependencyError(f"dependencies name unknown tasks: {unknown}")
+                raise DependencyError(f"dependencies name unknown tasks: {shown(unknown, 200)}")
             fresh = [r for r in ordered if r.task_id not in reused]
             for record in fresh:  # dependencies first, so a batch's own blocks propagate
                 status, root = PENDING, None
@@ -131,7 +132,7 @@ class TaskQueue:
                 continue
             if (row["content"], row["task_type"]) != (r.content, r.task_type):
                 raise DuplicateTaskError(
-                    f"idempotency_key {r.idempotency_key!r} already names task {row['task_id']} "
+                    f"idempotency_key {shown(r.idempotency_key)} already names task {row['task_id']} "
                     "with other content")
             r.task_id = row["task_id"]
             reused.add(r.task_id)
@@ -206,7 +207,7 @@ class TaskQueue:
             tasks = self.episodic.claim(agent_id, n, RUNNING if start else ASSIGNED, now,
                                         self._lease(now)) if n else []
             if not tasks and self.graph.agent_profile(agent_id) is None:
-                raise AgentNotFoundError(f"agent {agent_id!r} is not registered")
+                raise AgentNotFoundError(f"agent {shown(agent_id)} is not registered")
             steps = [(t.id, PENDING, ASSIGNED, agent_id, "claimed") for t in tasks]
             if start:
                 steps += [(t.id, ASSIGNED, RUNNING, agent_id, "started") for t in tasks]
@@ -323,7 +324,7 @@ class TaskQueue:
                 return [task_id]
             agent_id = v.text("agent_id", agent_id)
             if self.graph.agent_profile(agent_id) is None:
-                raise AgentNotFoundError(f"agent {agent_id!r} is not registered")
+                raise AgentNotFoundError(f"agent {shown(agent_id)} is not registered")
             return self.episodic.renew_agent_leases(agent_id, lease_until)
 
     def requeue_stale(self, now: datetime | None = None) -> list[str]:
@@ -425,7 +426,7 @@ class TaskQueue:
     def _require(self, task_id: str, action: str, allowed: tuple[TaskStatus, ...]) -> Task:
         task = self.episodic.get_task(v.text("task_id", task_id))
         if task is None:
-            raise TaskNotFoundError(f"task {task_id!r} does not exist")
+            raise TaskNotFoundError(f"task {shown(task_id)} does not exist")
         if task.status not in allowed:
             raise InvalidTransitionError(task.id, task.status.value, action)
         return task
@@ -436,11 +437,11 @@ class TaskQueue:
             return task
         current = self.episodic.get_task(task_id)
         if current is None:
-            raise TaskNotFoundError(f"task {task_id!r} does not exist")
+            raise TaskNotFoundError(f"task {shown(task_id)} does not exist")
         raise InvalidTransitionError(task_id, current.status.value, action)
 
     def _check_dependencies_completed(self, task: Task) -> None:
         states = self.episodic.task_states(task.dependencies)
         waiting = [d for d in task.dependencies if states[d][0] is not COMPLETED]
         if waiting:
-            raise DependencyError(f"task {task.id!r} waits on uncompleted dependencies {waiting}")
+            raise DependencyError(f"task {shown(task.id)} waits on uncompleted dependencies {shown(waiting, 200)}")

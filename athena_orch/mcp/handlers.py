@@ -41,6 +41,7 @@ from ..exceptions import (
     OrchestrationError,
     TaskNotFoundError,
     ValidationError,
+    shown,
 )
 from ..models import Task
 from ..task_queue import TaskQueue
@@ -255,12 +256,12 @@ class OrchestrationHandlers:
     def _task(self, task_id: str) -> Task:
         task = self.queue.get_task_status(task_id)
         if task is None:
-            raise TaskNotFoundError(f"task {task_id!r} does not exist")
+            raise TaskNotFoundError(f"task {shown(task_id)} does not exist")
         return task
 
     def _agent_known(self, agent_id: str) -> None:
         if self.registry.get_agent(agent_id) is None:
-            raise AgentNotFoundError(f"agent {agent_id!r} is not registered")
+            raise AgentNotFoundError(f"agent {shown(agent_id)} is not registered")
 
     # ------------------------------------------------------------------ registration
     def register_tools(self, server: Any) -> list[str]:
@@ -411,7 +412,7 @@ class OrchestrationHandlers:
             state, what it still waits on, what blocked it, and which tasks wait on it."""
             status = queue.get_dependency_status(task_id)
             if status is None:
-                raise TaskNotFoundError(f"task {task_id!r} does not exist")
+                raise TaskNotFoundError(f"task {shown(task_id)} does not exist")
             return status
 
         def orchestration_assign_task(task_id: TaskId, agent_id: AgentId) -> dict[str, Any]:
@@ -432,10 +433,10 @@ class OrchestrationHandlers:
                 return {"claimed": True, "task": task_dict(task), "reason": "claimed"}
             agent = registry.get_agent(agent_id)
             if agent is not None and not agent.active:
-                reason = f"agent {agent_id!r} is paused (see orchestration_set_agent_active)"
+                reason = f"agent {shown(agent_id)} is paused (see orchestration_set_agent_active)"
             elif agent is not None and agent.current_load >= agent.max_concurrent_tasks:
                 reason = (
-                    f"agent {agent_id!r} is at capacity ({agent.current_load}/"
+                    f"agent {shown(agent_id)} is at capacity ({agent.current_load}/"
                     f"{agent.max_concurrent_tasks}); finish a task first"
                 )
             else:

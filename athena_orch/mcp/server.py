@@ -23,6 +23,7 @@ import signal
 import socket
 import sys
 import threading
+import typing
 from collections.abc import Callable
 from typing import Any
 
@@ -31,6 +32,7 @@ import anyio.to_thread
 import pydantic
 from mcp.server import MCPServer
 from mcp.server.mcpserver.exceptions import ToolError, UnexpectedToolError
+from mcp.server.mcpserver.utilities.func_metadata import FuncMetadata
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from .. import __version__
@@ -55,6 +57,27 @@ or orchestration_create_tasks (batch-local `key`s for dependencies), watch it wi
 orchestration_get_queue_statistics / orchestration_query_tasks / orchestration_get_task, and
 ask orchestration_route_task who should do a task and why. Errors come back as tool errors
 naming what was wrong; nothing is changed by a call that fails."""
+
+
+def _takes_text(annotation: Any) -> bool:
+    """True for ``str`` and unions with ``str`` in them (``str | None``)."""
+    return annotation is str or str in typing.get_args(annotation)
+
+
+class _TextArgsStayText(FuncMetadata):
+    """The SDK's argument metadata, except that a string given to an argument that takes a
+    string is left alone. The SDK parses JSON inside strings for every argument not
+    annotated exactly ``str`` (so agents that send '["a", "b"]' for a list still work),
+    which turned "null" into None for ``str | None`` arguments: a cancel reason "null" was
+    dropped, a filter agent_id="null" vanished."""
+
+    def pre_parse_json(self, data: dict[str, Any]) -> dict[str, Any]:
+        parsed = super().pre_parse_json(data)
+        fields = self.arg_model.model_fields
+        for key, value in data.items():
+            if isinstance(value, str) and key in fields and _takes_text(fields[key].annotation):
+                parsed[key] = value
+        return parsed
 
 
 class OrchestrationServer(MCPServer):
@@ -86,6 +109,17 @@ class OrchestrationServer(MCPServer):
                     f"Error executing tool {name}: invalid arguments: {problems}"
                 ) from cause
             raise
+
+    def add_tool(self, fn: Callable[..., Any], name: str | None = None, **options: Any) -> None:
+        super().add_tool(fn, name=name, **options)
+        tool = self._tool_manager.get_tool(name or fn.__name__)
+        meta = tool.fn_metadata
+        tool.fn_metadata = _TextArgsStayText(
+            arg_model=meta.arg_model,
+            output_schema=meta.output_schema,
+            output_model=meta.output_model,
+            wrap_output=meta.wrap_output,
+        )
 
     async def _tool_arguments(self, name: str) -> frozenset[str] | None:
         if self._arg_names is None or name not in self._arg_names:

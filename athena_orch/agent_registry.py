@@ -79,15 +79,16 @@ class AgentRegistry:
         capabilities = v.string_list("capabilities", capabilities)
         metadata = dict(v.mapping("metadata", metadata))
         capacity = metadata.get("max_concurrent_tasks", DEFAULT_CAPACITY)
-        metadata["max_concurrent_tasks"] = v.positive_int("max_concurrent_tasks", capacity)
+        metadata["max_concurrent_tasks"] = v.positive_int("max_concurrent_tasks", capacity,
+                                                          high=2**31 - 1)
         metadata["active"] = v.boolean("active", metadata.get("active", True))
         reserved = sorted({"kind", "name"} & set(metadata))
         if reserved:
             raise ValidationError(f"metadata keys {reserved} are reserved")
         try:
             json.dumps(metadata)
-        except (TypeError, ValueError) as exc:
-            raise ValidationError(f"metadata must be JSON-serialisable: {exc}") from None
+        except (TypeError, ValueError, RecursionError) as exc:
+            raise ValidationError(f"metadata must be JSON-serialisable: {shown(exc)}") from None
         now = _utcnow()
         agent_key = entity_id(AGENT, agent_id)
         with self.db.transaction():

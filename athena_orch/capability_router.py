@@ -42,10 +42,12 @@ def check_weights(weights: dict[str, Any]) -> dict[str, float]:
 def task_requirements(task: Task | dict[str, Any]) -> tuple[str | None, list[str], str]:
     """(task id, requirements, priority) of a Task or of a dict with ``requirements``."""
     if isinstance(task, Task):
-        return task.id, list(task.requirements), task.priority
+        return (v.optional_text("task id", task.id), v.string_list("requirements", task.requirements),
+                v.priority(task.priority))
     if isinstance(task, dict):
         task_id = task.get("id", task.get("task_id"))
-        priority = task.get("priority") or "medium"
+        priority = task.get("priority")
+        priority = "medium" if priority is None else priority
         return (v.optional_text("task id", task_id),
                 v.string_list("requirements", task.get("requirements")), v.priority(priority))
     raise ValidationError(f"task must be a Task or a dict with 'requirements', not "

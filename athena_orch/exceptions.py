@@ -5,11 +5,18 @@ Each class's docstring is its meaning; each message names the offending id or va
 
 from __future__ import annotations
 
+import reprlib
+
 
 def shown(value: object, limit: int = 80) -> str:
     """``repr(value)`` cut to ``limit`` characters: messages name the offending id or value,
-    and a caller's 100 KB id must not make a 100 KB message."""
-    text = repr(value)
+    and a caller's 100 KB id (or a list nested 10,000 deep) must not make a huge message."""
+    short = reprlib.Repr()  # keyword arguments need Python 3.12
+    short.maxlevel, short.maxstring, short.maxother = 3, limit, limit
+    try:
+        text = short.repr(value)
+    except Exception:  # a caller's object whose __repr__ fails still gets a message
+        text = f"<{type(value).__name__} object>"
     return text if len(text) <= limit else f"{text[: limit - 1]}…"
 
 

@@ -14,11 +14,14 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import networkx as nx
+import numpy as np
 import pandas as pd
 
 from . import validation as v
-from .exceptions import DependencyError, ValidationError
+from .exceptions import DependencyError, ValidationError, shown
 from .models import PRIORITIES
+
+INT32_MAX = 2**31 - 1  # the INTEGER columns' limit
 
 RECORD_FIELDS = (
     "content", "task_type", "priority", "requirements", "dependencies", "max_retries",
@@ -64,7 +67,7 @@ def make_record(fields: dict[str, Any], where: str = "") -> TaskRecord:
             priority=v.priority(_priority(fields.get("priority", "medium"))),
             requirements=v.string_list("requirements", _as_list(f.get("requirements"))),
             dependencies=v.string_list("dependencies", _as_list(f.get("dependencies"))),
-            max_retries=v.non_negative_int("max_retries", max_retries),
+            max_retries=v.non_negative_int("max_retries", max_retries, high=INT32_MAX),
             estimated_duration_ms=v.non_negative_int(
                 "estimated_duration_ms", _as_int(f.get("estimated_duration_ms")), allow_none=True
             ),
@@ -83,7 +86,7 @@ def _priority(value: Any) -> Any:
 
 def _as_list(value: Any) -> Any:
     """DataFrame cells may hold numpy arrays where a list was meant."""
-    return list(value) if hasattr(value, "tolist") and not isinstance(value, str) else value
+    return list(value) if isinstance(value, (np.ndarray, pd.Series)) else value
 
 
 def _as_int(value: Any) -> Any:
@@ -95,6 +98,9 @@ def _as_int(value: Any) -> Any:
 def dict_rows(data: Any, name: str, item: str) -> list[dict[str, Any]]:
     """The rows of a list of dicts or of a DataFrame; anything else is a ValidationError."""
     if isinstance(data, pd.DataFrame):
+        if not data.columns.is_unique:
+            raise ValidationError(f"{name}: the DataFrame has duplicate column names "
+                                  f"{shown(sorted(data.columns[data.columns.duplicated()]))}")
         return data.to_dict("records")
     if isinstance(data, (str, bytes, dict)) or not isinstance(data, Iterable):
         raise ValidationError(f"{name} must be a list of dicts or a DataFrame, not "

@@ -20,7 +20,7 @@ import sys
 import tempfile
 import time
 from collections.abc import Callable
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 import duckdb
@@ -146,7 +146,7 @@ def team(orch: ao.OrchestrationManager, n_agents: int, seed: int = 1) -> None:
         caps = list(rng.choice(skills, size=rng.integers(2, 6), replace=False))
         orch.registry.register_agent(f"agent{i:04d}", caps, {"max_concurrent_tasks": 20})
     for i in range(0, n_agents, 3):  # a track record for some
-        orch.meta.record_outcome(f"agent{i:04d}", datetime.now(timezone.utc),
+        orch.meta.record_outcome(f"agent{i:04d}", datetime.now(UTC),
                                  completed=int(rng.integers(0, 50)),
                                  failed=int(rng.integers(0, 5)),
                                  success_ms=int(rng.integers(1000, 100000)))
@@ -324,7 +324,7 @@ def main() -> int:
     machine = (f"{platform.machine()}, {os.cpu_count()} cores, "
                f"{os.sysconf('SC_PAGE_SIZE') * os.sysconf('SC_PHYS_PAGES') / 2**30:.0f} GiB, "
                f"Python {platform.python_version()}, DuckDB {duckdb.__version__}")
-    when = datetime.now(timezone.utc).strftime("%Y-%m-%d")
+    when = datetime.now(UTC).strftime("%Y-%m-%d")
     print(f"athena-orch {ao.__version__} benchmarks, {when}, {machine}")
     print(f"{'benchmark':58s} {'value':>12s}  {'unit':12s} ratio")
     for r in rows:

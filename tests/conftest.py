@@ -7,14 +7,14 @@ seed-compatible stores ``Database``, ``EpisodicStore``, ``GraphStore``, ``MetaSt
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 import pytest
 
 import athena_orch
 
 # A fixed, aware UTC start for the fake clock: tests never depend on the wall clock.
-CLOCK_START = datetime(2030, 1, 1, 12, 0, 0, tzinfo=timezone.utc)
+CLOCK_START = datetime(2030, 1, 1, 12, 0, 0, tzinfo=UTC)
 
 
 class FakeClock:

@@ -4,13 +4,13 @@
 
 """Integration tests for orchestration layer."""
 
-import pytest
-from datetime import datetime
 
-from athena_orch.task_queue import TaskQueue
+import pytest
+
 from athena_orch.agent_registry import AgentRegistry
 from athena_orch.capability_router import CapabilityRouter
 from athena_orch.models import TaskStatus
+from athena_orch.task_queue import TaskQueue
 
 
 class TestTaskQueueIntegration:

@@ -45,9 +45,11 @@ def _make_ordered_tasks(queue, clock):
 
 def test_public_imports_and_aliases():
     from athena_orch import AgentRegistry, CapabilityRouter, TaskQueue  # noqa: F401
-    from athena_orch import Task as T1, TaskStatus as S1
     from athena_orch import MetaMemoryStore as M1
-    from athena_orch.stores import MetaMemoryStore as M2, MetaStore
+    from athena_orch import Task as T1
+    from athena_orch import TaskStatus as S1
+    from athena_orch.stores import MetaMemoryStore as M2
+    from athena_orch.stores import MetaStore
 
     assert T1 is Task and S1 is TaskStatus
     assert M1 is MetaStore and M2 is MetaStore

@@ -137,7 +137,10 @@ class Database:
         if frame.empty:
             return []
         with self._lock:
-            self._conn.register("incoming", frame)
+            try:
+                self._conn.register("incoming", frame)
+            except duckdb.Error as exc:  # e.g. a column type DuckDB cannot read
+                raise StorageError(f"{name} failed: {exc}") from exc
             try:
                 cursor = self.execute(name, **params)
                 columns = [d[0] for d in cursor.description]

@@ -41,6 +41,7 @@ import base64
 import html
 import io
 import random
+import string
 import sys
 import threading
 import time
@@ -819,6 +820,35 @@ def _showcase_task(orch: Any) -> dict[str, Any]:
     return {"requirements": best}
 
 
+REPORT_PAGE = string.Template("""<!doctype html>
+<html><head><meta charset="utf-8"><title>athena-orch demo report</title>
+<style>
+body { font-family: system-ui, sans-serif; margin: 2em auto; max-width: 1100px; color: #222; }
+table { border-collapse: collapse; margin: 0.5em 0 1.5em; font-size: 0.9em; }
+th, td { border: 1px solid #ddd; padding: 0.25em 0.6em; text-align: left; }
+th { background: #f4f4f4; } img { max-width: 100%; }
+pre { background: #f8f8f8; padding: 1em; overflow-x: auto; }
+</style></head><body>
+<h1>athena-orch demo report</h1>
+<p>Database <code>$database</code>, written $written.</p>
+$facts
+<h2>Tasks by state</h2>
+$states
+<h2>Agents</h2>
+$agents
+<h2>Routing decisions this run</h2>
+$routing
+<h3>Latest decisions</h3>
+$recent
+<h2>Failed and cancelled tasks</h2>
+$failed
+$images
+<h2>Summary</h2>
+<pre>$summary</pre>
+</body></html>
+""")
+
+
 def write_report(orch: Any, summary: dict[str, Any], path: str | Path) -> Path:
     """An HTML page with the summary tables and the four plots as embedded PNGs."""
     from . import viz
@@ -873,34 +903,18 @@ def write_report(orch: Any, summary: dict[str, Any], path: str | Path) -> Path:
         )
         if k in summary
     }
-    body = f"""<!doctype html>
-<html><head><meta charset="utf-8"><title>athena-orch demo report</title>
-<style>
-body {{ font-family: system-ui, sans-serif; margin: 2em auto; max-width: 1100px; color: #222; }}
-table {{ border-collapse: collapse; margin: 0.5em 0 1.5em; font-size: 0.9em; }}
-th, td {{ border: 1px solid #ddd; padding: 0.25em 0.6em; text-align: left; }}
-th {{ background: #f4f4f4; }} img {{ max-width: 100%; }}
-pre {{ background: #f8f8f8; padding: 1em; overflow-x: auto; }}
-</style></head><body>
-<h1>athena-orch demo report</h1>
-<p>Database <code>{html.escape(str(summary.get("database")))}</code>, written
-{datetime.now(UTC).isoformat(timespec="seconds")}.</p>
-{pd.DataFrame({"value": facts}).to_html()}
-<h2>Tasks by state</h2>
-{states.to_html()}
-<h2>Agents</h2>
-{summary["agents"].to_html(index=False)}
-<h2>Routing decisions this run</h2>
-{routing.to_html()}
-<h3>Latest decisions</h3>
-{recent.to_html(index=False)}
-<h2>Failed and cancelled tasks</h2>
-{failed.to_html(index=False) if len(failed) else "<p>None.</p>"}
-{images}
-<h2>Summary</h2>
-<pre>{html.escape(format_summary(summary))}</pre>
-</body></html>
-"""
+    body = REPORT_PAGE.substitute(
+        database=html.escape(str(summary.get("database"))),
+        written=datetime.now(UTC).isoformat(timespec="seconds"),
+        facts=pd.DataFrame({"value": facts}).to_html(),
+        states=states.to_html(),
+        agents=summary["agents"].to_html(index=False),
+        routing=routing.to_html(),
+        recent=recent.to_html(index=False),
+        failed=failed.to_html(index=False) if len(failed) else "<p>None.</p>",
+        images=images,
+        summary=html.escape(format_summary(summary)),
+    )
     path.write_text(body, encoding="utf-8")
     return path
 

@@ -14,9 +14,6 @@ from __future__ import annotations
 
 import contextlib
 import json
-import os
-import signal
-import socket
 import subprocess
 import sys
 import time
@@ -29,6 +26,7 @@ import httpx2
 import pytest
 from mcp import Client
 from mcp.client.streamable_http import streamable_http_client
+from mcp_servers import HttpServer, clean_env, start_http_server
 
 import athena_orch
 
@@ -49,87 +47,11 @@ WORKER_DEADLINE = 75  # each worker gives up (and reports timed_out) after this
 BATCH = 100  # tasks per orchestration_create_tasks call
 
 
-def free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-def clean_env() -> dict[str, str]:
-    return {k: v for k, v in os.environ.items() if not k.startswith("ATHENA_ORCH_")}
-
-
-class HttpServer:
-    """``python -m athena_orch mcp --db FILE --http 127.0.0.1:PORT`` as a subprocess."""
-
-    def __init__(self, tmp_path: Path):
-        self.port = free_port()
-        self.db = tmp_path / f"load-{self.port}.duckdb"
-        self.url = f"http://127.0.0.1:{self.port}/mcp"
-        self.log = tmp_path / f"server-{self.port}.log"
-        self._log_file = self.log.open("w")
-        self.proc = subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "athena_orch",
-                "mcp",
-                "--db",
-                str(self.db),
-                "--http",
-                f"127.0.0.1:{self.port}",
-            ],
-            stdin=subprocess.DEVNULL,
-            stdout=subprocess.DEVNULL,
-            stderr=self._log_file,
-            env=clean_env(),
-        )
-
-    def stderr(self) -> str:
-        return self.log.read_text()
-
-    def wait_until_serving(self) -> bool:
-        """True once it answers; False when the port was taken meanwhile."""
-        deadline = time.monotonic() + START_TIMEOUT
-        while time.monotonic() < deadline:
-            if self.proc.poll() is not None:
-                if "address already in use" in self.stderr().lower():
-                    return False
-                pytest.fail(f"server exited with {self.proc.returncode}: {self.stderr()}")
-            if "serving" in self.stderr():
-                try:
-                    with socket.create_connection(("127.0.0.1", self.port), timeout=0.5):
-                        return True
-                except OSError:
-                    pass
-            time.sleep(0.05)
-        pytest.fail(f"server did not answer within {START_TIMEOUT}s: {self.stderr()}")
-
-    def stop(self) -> int:
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(timeout=STOP_TIMEOUT)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait(timeout=STOP_TIMEOUT)
-        if not self._log_file.closed:
-            self._log_file.close()
-        return self.proc.returncode
-
-
 @pytest.fixture
 def server(tmp_path):
     started: list[HttpServer] = []
     try:
-        for _ in range(3):  # free_port() can race with another process taking the port
-            candidate = HttpServer(tmp_path)
-            started.append(candidate)
-            if candidate.wait_until_serving():
-                break
-            candidate.stop()
-        else:
-            pytest.fail("no free loopback port")
+        candidate = start_http_server(tmp_path, started)
         yield candidate
     finally:
         for one in started:

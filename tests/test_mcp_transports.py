@@ -8,12 +8,9 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import signal
 import socket
 import subprocess
 import sys
-import time
 from collections import Counter
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -26,87 +23,22 @@ import pytest
 from mcp import Client, StdioServerParameters
 from mcp.client.stdio import stdio_client
 from mcp.client.streamable_http import streamable_http_client
+from mcp_servers import (
+    START_TIMEOUT,
+    STOP_TIMEOUT,
+    HttpServer,
+    clean_env,
+    free_port,
+    start_http_server,
+)
 
 import athena_orch
 from athena_orch.mcp import TOOL_NAMES
 from athena_orch.mcp.server import is_loopback, parse_http_address, run_server_cli
 
 WORKER = Path(__file__).with_name("mcp_http_worker.py")
-START_TIMEOUT = 30
-STOP_TIMEOUT = 15
 CALL_TIMEOUT = 30
 TASKS = 20
-
-
-def free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-def clean_env(**extra: str) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("ATHENA_ORCH_")}
-    env.update(extra)
-    return env
-
-
-class HttpServer:
-    """``python -m athena_orch mcp --http`` as a subprocess."""
-
-    def __init__(self, tmp_path: Path, *extra: str, env: dict[str, str] | None = None):
-        self.port = free_port()
-        self.db = tmp_path / f"server-{self.port}.duckdb"
-        self.url = f"http://127.0.0.1:{self.port}/mcp"
-        self.log = tmp_path / f"server-{self.port}.log"
-        self._log_file = self.log.open("w")
-        self.proc = subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "athena_orch",
-                "mcp",
-                "--db",
-                str(self.db),
-                "--http",
-                f"127.0.0.1:{self.port}",
-                *extra,
-            ],
-            stdin=subprocess.DEVNULL,
-            stdout=subprocess.DEVNULL,
-            stderr=self._log_file,
-            env=env or clean_env(),
-        )
-
-    def wait_until_serving(self) -> bool:
-        """True once it answers; False when the port was taken meanwhile (try another)."""
-        deadline = time.monotonic() + START_TIMEOUT
-        while time.monotonic() < deadline:
-            if self.proc.poll() is not None:
-                if "address already in use" in self.stderr().lower():
-                    return False
-                pytest.fail(f"server exited with {self.proc.returncode}: {self.stderr()}")
-            if "serving" in self.stderr():
-                try:
-                    with socket.create_connection(("127.0.0.1", self.port), timeout=0.5):
-                        return True
-                except OSError:
-                    pass
-            time.sleep(0.05)
-        pytest.fail(f"server did not answer within {START_TIMEOUT}s: {self.stderr()}")
-
-    def stderr(self) -> str:
-        return self.log.read_text()
-
-    def stop(self) -> int:
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(timeout=STOP_TIMEOUT)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait(timeout=STOP_TIMEOUT)
-        self._log_file.close()
-        return self.proc.returncode
 
 
 @pytest.fixture
@@ -115,13 +47,7 @@ def http_server(tmp_path):
     started: list[HttpServer] = []
 
     def start(*extra: str, env: dict[str, str] | None = None) -> HttpServer:
-        for _ in range(3):  # free_port() can race with another process taking the port
-            server = HttpServer(tmp_path, *extra, env=env)
-            started.append(server)
-            if server.wait_until_serving():
-                return server
-            server.stop()
-        pytest.fail("no free loopback port")
+        return start_http_server(tmp_path, started, *extra, env=env)
 
     yield start
     for server in started:

@@ -14,13 +14,6 @@ from athena_orch.models import Agent, RoutingDecision, Task, TaskStatus
 EVIL = '<script>alert("x")</script>'
 
 
-@pytest.fixture
-def orch():
-    manager = athena_orch.connect()
-    try:
-        yield manager
-    finally:
-        manager.close()
 
 
 def test_task_html_shows_fields_and_escapes_user_strings(orch):

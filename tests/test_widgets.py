@@ -9,13 +9,6 @@ import athena_orch
 widgets = pytest.importorskip("athena_orch.widgets")
 
 
-@pytest.fixture
-def orch():
-    manager = athena_orch.connect()
-    try:
-        yield manager
-    finally:
-        manager.close()
 
 
 def task_count(orch) -> int:

@@ -123,11 +123,11 @@ class TaskQueue:
     def _reuse_idempotent(self, records: list[tr.TaskRecord]) -> set[str]:
         """Give records whose idempotency key is already used the existing task's id;
         return those ids. The same key with other content is a DuplicateTaskError."""
+        found = self.episodic.find_by_idempotency_keys(
+            [r.idempotency_key for r in records if r.idempotency_key is not None])
         reused = set()
         for r in records:
-            if r.idempotency_key is None:
-                continue
-            row = self.episodic.find_by_idempotency_key(r.idempotency_key)
+            row = found.get(r.idempotency_key)
             if row is None:
                 continue
             if (row["content"], row["task_type"]) != (r.content, r.task_type):

@@ -411,6 +411,20 @@ def test_route_task_returns_decision_and_explanation(mgr):
     run_tools(mgr, body)
 
 
+def test_create_task_again_with_its_idempotency_key_reports_it_was_not_created(mgr):
+    async def body(t: Tools) -> None:
+        keyed = {"content": "one report", "task_type": "docs", "idempotency_key": "report-1"}
+        made = await t.ok("orchestration_create_task", **keyed)
+        again = await t.ok("orchestration_create_task", **keyed)
+        assert made["created"] and not again["created"]
+        assert again["task_id"] == made["task_id"]
+        plain = await t.ok("orchestration_create_task", content="no key", task_type="docs")
+        assert plain["created"]
+
+    run_tools(mgr, body)
+    assert mgr.queue.get_queue_statistics().total_count == 2
+
+
 def test_create_tasks_in_bulk_with_keys(mgr):
     async def body(t: Tools) -> None:
         existing = await t.ok("orchestration_create_task", content="fetch data", task_type="etl")

@@ -299,10 +299,12 @@ class OrchestrationHandlers:
         ) -> dict[str, Any]:
             """Create a new task in the queue.
 
-            Returns {task_id, status, created, task}. The task starts 'pending' (or 'blocked'
+            Returns {task_id, status, created, task}; created is false when idempotency_key
+            named a task made earlier (its id comes back). The task starts 'pending' (or 'blocked'
             when a dependency already failed or was cancelled); it is ready to be claimed once
             every dependency is completed.
             """
+            before = queue.get_queue_statistics().total_count if idempotency_key else None
             task_id = queue.create_task(
                 content,
                 task_type,
@@ -317,7 +319,8 @@ class OrchestrationHandlers:
             return {
                 "task_id": task_id,
                 "status": task.status.value,
-                "created": True,
+                # False when the idempotency key gave back a task made earlier
+                "created": before is None or queue.get_queue_statistics().total_count > before,
                 "task": task_dict(task),
             }
 

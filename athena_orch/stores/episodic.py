@@ -144,8 +144,12 @@ class EpisodicStore:
         rows = self.db.fetch_rows("task_states", task_ids=task_ids)
         return {tid: (TaskStatus(status), root) for tid, status, root in rows}
 
-    def find_by_idempotency_key(self, key: str) -> dict[str, Any] | None:
-        return self.db.fetch_one("task_by_idempotency_key", key=key)
+    def find_by_idempotency_keys(self, keys: list[str]) -> dict[str, dict[str, Any]]:
+        """Idempotency key -> (task_id, content, task_type) of tasks already made with it."""
+        if not keys:
+            return {}
+        rows = self.db.fetch_dicts("tasks_by_idempotency_keys", keys=keys)
+        return {row["idempotency_key"]: row for row in rows}
 
     def query_tasks(self, *, statuses: list[str] | None = None, agent_id: str | None = None,
                     task_type: str | None = None, priority: str | None = None,

@@ -160,8 +160,10 @@ SELECT t.*, r.content AS result
 FROM episodic_events t LEFT JOIN episodic_events r ON r.id = t.result_task_id
 WHERE t.task_id = $task_id;
 
--- name: task_by_idempotency_key
-SELECT task_id, content, task_type FROM episodic_events WHERE idempotency_key = $key;
+-- name: tasks_by_idempotency_keys
+-- The tasks already created under any of $keys.
+SELECT idempotency_key, task_id, content, task_type FROM episodic_events
+WHERE idempotency_key IN (SELECT unnest($keys::VARCHAR[]));
 
 -- name: task_states
 -- Status and blocking root of the given tasks (those that exist).

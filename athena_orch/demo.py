@@ -51,10 +51,12 @@ from datetime import UTC, datetime
 from pathlib import Path
 from queue import Empty, SimpleQueue
 from typing import Any
+from urllib.parse import urlsplit
 
 import pandas as pd
 
 from .exceptions import OrchestrationError
+from .stores.postgres import is_postgres_url, shown_target
 from .workload import Workload, load_workload, synthetic_workload
 
 FINAL = ("completed", "failed", "blocked", "cancelled")
@@ -803,7 +805,11 @@ def _png(ax: Any) -> str:
 
 
 def report_path(db_path: str | Path) -> Path:
-    """``<db stem>_report.html`` next to the database file."""
+    """``<db stem>_report.html`` next to the database file; for a PostgreSQL URL,
+    ``<database name>_report.html`` in the current folder."""
+    if is_postgres_url(db_path):
+        name = urlsplit(str(db_path)).path.strip("/") or "postgresql"
+        return Path(f"{name}_report.html")
     path = Path(db_path)
     return path.with_name(f"{path.stem}_report.html")
 
@@ -936,7 +942,7 @@ def run_demo_cli(args: Any) -> int:
     db = str(args.db)
     print(
         f"athena-orch demo: {len(workload.agents)} simulated agents work through "
-        f"{len(workload.tasks)} tasks ({workload.name} workload) in {db}",
+        f"{len(workload.tasks)} tasks ({workload.name} workload) in {shown_target(db)}",
         flush=True,
     )
     try:

@@ -7,7 +7,7 @@ from typing import Any
 
 from .agent_registry import AgentRegistry
 from .capability_router import CapabilityRouter
-from .stores import Database, EpisodicStore, GraphStore, MetaStore
+from .stores import EpisodicStore, GraphStore, MetaStore, open_database
 from .task_queue import TaskQueue
 
 
@@ -20,7 +20,7 @@ class OrchestrationManager:
 
     def __init__(self, path: str | Path | None = None, *, read_only: bool = False,
                  tracer: Any = None, **queue_settings: Any):
-        self.db = Database(path or ":memory:", read_only=read_only, tracer=tracer)
+        self.db = open_database(path, read_only=read_only, tracer=tracer)
         self.episodic = EpisodicStore(self.db)
         self.graph = GraphStore(self.db)
         self.meta = MetaStore(self.db)
@@ -55,5 +55,6 @@ class OrchestrationManager:
 
 def connect(path: str | Path | None = None, *, read_only: bool = False,
             **settings: Any) -> OrchestrationManager:
-    """Open (or create) an orchestration database; ``connect()`` is in-memory."""
+    """Open (or create) an orchestration database: a DuckDB file path, a
+    ``postgresql://`` URL, or nothing for an in-memory DuckDB."""
     return OrchestrationManager(path, read_only=read_only, **settings)

@@ -7,8 +7,13 @@ seed-compatible stores ``Database``, ``EpisodicStore``, ``GraphStore``, ``MetaSt
 
 from __future__ import annotations
 
+import os
+import tempfile
+import uuid
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 
+import pg_cluster
 import pytest
 
 import athena_orch
@@ -37,13 +42,85 @@ def _close(obj) -> None:
         close()
 
 
+# --------------------------------------------------------------------------- backends
+# Every test that takes ``orch`` (or ``db``) runs twice: on an in-memory DuckDB and on a
+# fresh schema of a PostgreSQL server. The server is $ATHENA_TEST_PG when set (.ci/run
+# starts one), else a throw-away cluster this session starts when PostgreSQL's server
+# binaries are installed; without either, the PostgreSQL runs skip and say why.
+
+BACKENDS = ["duckdb", "postgresql"]
+
+
+@pytest.fixture(scope="session")
+def postgres_server():
+    """The URL of a PostgreSQL server the tests may create schemas in."""
+    url = os.environ.get("ATHENA_TEST_PG")
+    if url:
+        yield url
+        return
+    if pg_cluster.server_bin() is None:
+        pytest.skip("PostgreSQL is not installed (Debian: apt-get install postgresql; "
+                    ".ci/run does it) and ATHENA_TEST_PG is not set")
+    folder = Path(tempfile.mkdtemp(prefix="athena-pg-"))
+    try:
+        url = pg_cluster.start(folder)
+    except Exception as exc:  # noqa: BLE001 - any failure to start is a reason to skip
+        pg_cluster.stop(folder)
+        pytest.skip(f"could not start a throw-away PostgreSQL cluster: {exc}")
+    try:
+        yield url
+    finally:
+        pg_cluster.stop(folder)
+
+
+@pytest.fixture
+def database_url(request):
+    """A factory of fresh, empty databases of the test's backend: ``None`` for an
+    in-memory DuckDB, or a PostgreSQL URL with a schema of its own (dropped afterwards)."""
+    backend = getattr(request, "param", "duckdb")
+    if backend == "duckdb":
+        yield lambda: None
+        return
+    import psycopg
+
+    server = request.getfixturevalue("postgres_server")
+    schemas = []
+
+    def fresh() -> str:
+        schema = f"t_{uuid.uuid4().hex[:12]}"
+        with psycopg.connect(server, autocommit=True) as conn:
+            conn.execute(f"CREATE SCHEMA {schema}")
+        schemas.append(schema)
+        separator = "&" if "?" in server else "?"
+        return f"{server}{separator}options=-csearch_path%3D{schema}"
+
+    yield fresh
+    with psycopg.connect(server, autocommit=True) as conn:
+        for schema in schemas:
+            conn.execute(f"DROP SCHEMA {schema} CASCADE")
+
+
+def pytest_generate_tests(metafunc):
+    """Parametrise every test that reaches a database fixture over both backends, unless
+    it names its backend itself (``postgres_only``)."""
+    if "database_url" not in metafunc.fixturenames:
+        return
+    for marker in metafunc.definition.iter_markers("parametrize"):
+        if "database_url" in marker.args[0]:
+            return
+    metafunc.parametrize("database_url", BACKENDS, indirect=True)
+
+
+postgres_only = pytest.mark.parametrize("database_url", ["postgresql"], indirect=True)
+
+
 # --------------------------------------------------------------------------- manager
 
 
 @pytest.fixture
-def orch():
-    """An in-memory OrchestrationManager, closed after the test."""
-    manager = athena_orch.connect()
+def orch(database_url):
+    """A fresh OrchestrationManager on the test's backend, closed after the test."""
+    manager = athena_orch.connect(database_url())
     try:
         yield manager
     finally:
@@ -83,10 +160,10 @@ def make_clock():
 
 
 @pytest.fixture
-def db():
-    from athena_orch.stores import Database
+def db(database_url):
+    from athena_orch.stores import open_database
 
-    database = Database(":memory:")
+    database = open_database(database_url())
     try:
         yield database
     finally:

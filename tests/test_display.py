@@ -117,7 +117,7 @@ def test_manager_html(orch):
     orch.queue.create_task("one", "x", requirements=["python"])
     orch.queue.claim_task("bot")
     out = orch._repr_html_()
-    assert "in memory" in out
+    assert ("in memory" if orch.db.dialect == "duckdb" else "postgresql://") in out
     assert "1 (1 active)" in out and "load 1 of 2" in out
     assert "python ×1" in out
     assert repr(orch).startswith("<OrchestrationManager")  # the text repr stays

@@ -8,6 +8,10 @@
 -- Times come back as UTC; no progress bar printed into the caller's terminal.
 SET TimeZone = 'UTC'; SET enable_progress_bar = false;
 
+-- name: migrations_lock
+-- Only one process migrates at a time (DuckDB has one writer process anyway).
+SELECT 1;
+
 -- name: migrations_table
 -- The applied schema migrations.
 CREATE TABLE IF NOT EXISTS schema_migrations (

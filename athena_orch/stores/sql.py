@@ -2,6 +2,9 @@
 
 Each query is a block under ``-- name: <name>``; its parameters are the ``$name`` tokens
 in it, so a caller's extra keys are dropped before binding (DuckDB rejects them).
+PostgreSQL reads the same file, overridden query by query by ``postgres/queries.sql``
+where the dialects differ, with ``$name`` rewritten to psycopg's ``%(name)s``; its schema
+is ``postgres/NNN_name.sql``.
 """
 
 from __future__ import annotations
@@ -13,6 +16,7 @@ from importlib import resources
 
 _PARAM = re.compile(r"\$([a-z_][a-z0-9_]*)")
 _HEADER = re.compile(r"^-- name: (\w+)\s*$", re.MULTILINE)
+DIALECTS = ("duckdb", "postgresql")
 
 
 @dataclass(frozen=True)
@@ -34,22 +38,40 @@ def _strip_comments(block: str) -> str:
     return "\n".join(lines).strip()
 
 
+def _read_queries(folder) -> dict[str, str]:
+    parts = _HEADER.split(folder.joinpath("queries.sql").read_text())[1:]
+    return {name: _strip_comments(block) for name, block in zip(parts[::2], parts[1::2])}
+
+
+def _psycopg_style(text: str) -> str:
+    return _PARAM.sub(r"%(\1)s", text.replace("%", "%%"))
+
+
 @cache
-def queries() -> dict[str, Query]:
-    """All named queries of ``queries.sql``."""
-    text = resources.files(__package__).joinpath("queries.sql").read_text()
-    parts = _HEADER.split(text)[1:]
+def queries(dialect: str = "duckdb") -> dict[str, Query]:
+    """All named queries of ``queries.sql`` for this dialect."""
+    if dialect not in DIALECTS:
+        raise ValueError(f"unknown SQL dialect {dialect!r}")
+    base = resources.files(__package__)
+    texts = _read_queries(base)
+    if dialect == "postgresql":
+        overrides = _read_queries(base.joinpath("postgres"))
+        unknown = sorted(set(overrides) - set(texts))
+        if unknown:
+            raise ValueError(f"postgres/queries.sql overrides unknown queries {unknown}")
+        texts |= overrides
     out: dict[str, Query] = {}
-    for name, block in zip(parts[::2], parts[1::2]):
-        body = _strip_comments(block)
-        out[name] = Query(name, body, tuple(dict.fromkeys(_PARAM.findall(body))))
+    for name, body in texts.items():
+        params = tuple(dict.fromkeys(_PARAM.findall(body)))
+        out[name] = Query(name, _psycopg_style(body) if dialect == "postgresql" else body, params)
     return out
 
 
 @cache
-def migrations() -> list[tuple[int, str, str]]:
-    """(version, name, sql) of every file in ``migrations/``, in version order."""
-    folder = resources.files(__package__).joinpath("migrations")
+def migrations(dialect: str = "duckdb") -> list[tuple[int, str, str]]:
+    """(version, name, sql) of every migration of this dialect, in version order."""
+    folder = resources.files(__package__).joinpath(
+        "migrations" if dialect == "duckdb" else "postgres")
     found = []
     for entry in folder.iterdir():
         match = re.fullmatch(r"(\d+)_(\w+)\.sql", entry.name)

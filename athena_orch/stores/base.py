@@ -1,0 +1,154 @@
+"""What every storage backend shares: named queries, nested transactions, migrations,
+change counters and one lock per connection.
+
+A backend (DuckDB in ``database.py``, PostgreSQL in ``postgres.py``) opens its connection,
+runs one statement, reads a frame and bulk-inserts one; everything else is here, so the
+queue's logic never forks by backend. Backend errors never leave a backend untranslated.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from datetime import UTC, datetime
+from typing import Any
+
+import pandas as pd
+
+from ..exceptions import SchemaVersionError, StorageError
+from .sql import Query, migrations, queries
+
+Tracer = Callable[[str, dict], None]
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+class SQLDatabase:
+    """A database with the athena-orch schema; subclasses supply the connection.
+
+    ``tracer``, if given, is called with ``(sql, params)`` before every statement.
+    Statements run under one lock: a connection must not be used by two threads at once.
+    """
+
+    dialect: str = ""
+
+    def __init__(self, *, read_only: bool = False, tracer: Tracer | None = None):
+        self.read_only = read_only
+        self.tracer = tracer
+        self._lock = threading.RLock()
+        self._depth = 0  # nesting of transaction()
+        self._queries = queries(self.dialect)
+        self._conn = self._open()
+        self.execute("session_setup")
+        if not read_only:
+            self._migrate()
+        self._check_version()
+
+    # ------------------------------------------------------------------ backend hooks
+    path: str
+
+    def _open(self) -> Any:
+        raise NotImplementedError
+
+    def _run(self, sql: str, params: dict, label: str) -> Any:
+        """Run one statement; return a cursor with ``description`` and ``fetchall()``."""
+        raise NotImplementedError
+
+    def fetch_frame(self, name: str, /, **params: Any) -> pd.DataFrame:
+        raise NotImplementedError
+
+    def insert_frame(self, name: str, frame: pd.DataFrame, /, **params: Any) -> None:
+        """Insert the rows of ``frame`` with the named bulk statement."""
+        raise NotImplementedError
+
+    def close(self) -> None:
+        raise NotImplementedError
+
+    # ------------------------------------------------------------------ schema
+    def _migrate(self) -> None:
+        """Apply the numbered migrations this database has not seen, in one transaction."""
+        with self.transaction():
+            self.execute("migrations_lock")
+            self.execute("migrations_table")
+            applied = {row[0] for row in self.fetch_rows("migrations_applied")}
+            for version, name, script in migrations(self.dialect):
+                if version in applied:
+                    continue
+                self._run(script, {}, label=f"migration {version}")
+                self.execute("migration_record", version=version, name=name, now=utcnow())
+
+    def _check_version(self) -> None:
+        known = max(v for v, _, _ in migrations(self.dialect))
+        try:
+            found = max((row[0] for row in self.fetch_rows("migrations_applied")), default=0)
+        except StorageError as exc:
+            raise StorageError(f"{self.path} has no athena-orch schema") from exc
+        if found > known:
+            raise SchemaVersionError(
+                f"{self.path} has schema version {found}; this athena-orch knows up to {known}: "
+                "upgrade athena-orch to open it"
+            )
+        self.schema_version = found
+
+    # ------------------------------------------------------------------ running SQL
+    def execute(self, name: str, /, **params: Any) -> Any:
+        """Run the named query of ``queries.sql`` with these parameters."""
+        query: Query = self._queries[name]
+        with self._lock:
+            return self._run(query.text, query.bind(params), label=name)
+
+    def fetch_rows(self, name: str, /, **params: Any) -> list[tuple]:
+        with self._lock:
+            return self.execute(name, **params).fetchall()
+
+    def fetch_dicts(self, name: str, /, **params: Any) -> list[dict[str, Any]]:
+        with self._lock:
+            cursor = self.execute(name, **params)
+            columns = [d[0] for d in cursor.description]
+            return [dict(zip(columns, row)) for row in cursor.fetchall()]
+
+    def fetch_one(self, name: str, /, **params: Any) -> dict[str, Any] | None:
+        rows = self.fetch_dicts(name, **params)
+        return rows[0] if rows else None
+
+    def fetch_value(self, name: str, /, **params: Any) -> Any:
+        rows = self.fetch_rows(name, **params)
+        return rows[0][0] if rows else None
+
+    @contextmanager
+    def transaction(self) -> Iterator[SQLDatabase]:
+        """All statements inside commit together or not at all; nesting joins the outer one."""
+        with self._lock:
+            if self._depth:
+                self._depth += 1
+                try:
+                    yield self
+                finally:
+                    self._depth -= 1
+                return
+            self._run("BEGIN", {}, label="begin")
+            self._depth = 1
+            try:
+                yield self
+            except BaseException:
+                self._depth = 0
+                self._run("ROLLBACK", {}, label="rollback")
+                raise
+            self._depth = 0
+            self._run("COMMIT", {}, label="commit")
+
+    # ------------------------------------------------------------------ change counters
+    def version(self, name: str) -> int:
+        """Change counter of an in-memory index ('agents', 'dag')."""
+        return int(self.fetch_value("store_version", name=name))
+
+    def bump_version(self, name: str) -> None:
+        self.execute("store_version_bump", name=name)
+
+    def __repr__(self) -> str:
+        mode = "read-only" if self.read_only else "read-write"
+        return (f"{type(self).__name__}({self.path!r}, {mode}, "
+                f"schema v{getattr(self, 'schema_version', '?')})")

@@ -1,0 +1,138 @@
+-- PostgreSQL versions of the named queries of ../queries.sql that DuckDB's dialect does
+-- not share: every other query runs there unchanged. $parameters become psycopg's
+-- %(name)s; a parameter that may be NULL is cast, as PostgreSQL must know its type.
+
+-- name: session_setup
+SET TimeZone = 'UTC';
+
+-- name: migrations_lock
+-- Processes that open the same database at once migrate one after the other.
+SELECT pg_advisory_xact_lock(7463922841);
+
+-- name: tasks_insert
+-- New task rows in bulk, streamed with COPY (the frame's columns fill {columns}).
+COPY episodic_events ({columns}) FROM STDIN;
+
+-- name: dependencies_insert
+COPY task_dependencies ({columns}) FROM STDIN;
+
+-- name: decisions_insert
+COPY routing_decisions ({columns}) FROM STDIN;
+
+-- name: tasks_claim
+-- As in DuckDB, plus the locks that let many processes claim at once: the agent's row
+-- (claims for one agent queue up, so its capacity holds) and the chosen task rows, with
+-- SKIP LOCKED so claimers for different agents never wait on each other's tasks.
+WITH agent AS (
+    SELECT CASE WHEN (properties::jsonb ->> 'active')::boolean
+                THEN (properties::jsonb ->> 'max_concurrent_tasks')::integer ELSE 0 END AS capacity
+    FROM graph_entities WHERE entity_id = $agent_key::text
+    FOR UPDATE),
+capabilities AS (
+    SELECT coalesce(array_agg(target_id), '{}') AS targets FROM graph_relations
+    WHERE source_id = $agent_key::text AND relation_type = $relation_type::text),
+free AS (
+    SELECT greatest(coalesce((SELECT capacity FROM agent), 0)
+                    - (SELECT count(*) FROM episodic_events
+                       WHERE assigned_to = $agent_id::text
+                         AND task_status IN ('assigned', 'running')), 0) AS slots),
+chosen AS (
+    SELECT t.id FROM episodic_events t
+    WHERE t.task_status = 'pending' AND t.waiting_on = 0
+      AND (t.retry_until IS NULL OR t.retry_until <= $now::timestamptz)
+      AND ARRAY(SELECT $capability_prefix::text || r
+                FROM jsonb_array_elements_text(t.requirements::jsonb) r)
+          <@ (SELECT targets FROM capabilities)
+    ORDER BY t.priority_rank, t.created_at, t.id
+    LIMIT least($limit::bigint, (SELECT slots FROM free))
+    FOR UPDATE OF t SKIP LOCKED)
+UPDATE episodic_events e
+SET task_status = $status::text, assigned_to = $agent_id::text, assigned_at = $now::timestamptz,
+    started_at = CASE WHEN $status::text = 'running' THEN $now::timestamptz END,
+    lease_until = $lease_until::timestamptz
+FROM chosen WHERE e.id = chosen.id
+RETURNING e.*;
+
+-- name: tasks_complete
+UPDATE episodic_events
+SET task_status = 'completed', completed_at = $now::timestamptz,
+    execution_duration_ms = coalesce(
+        i.duration_ms, (extract(epoch FROM $now::timestamptz - started_at) * 1000)::bigint),
+    success = TRUE, result_task_id = i.result_event_id, lease_until = NULL, outcome = 'success'
+FROM (SELECT unnest($task_ids::text[]) AS task_id, unnest($durations::bigint[]) AS duration_ms,
+             unnest($event_ids::bigint[]) AS result_event_id) i
+WHERE episodic_events.task_id = i.task_id AND episodic_events.task_status = 'running'
+RETURNING episodic_events.*;
+
+-- name: task_states
+-- Status and blocking root of the given tasks, held FOR SHARE until the transaction ends:
+-- a task created on them sees the state they finish in (completed, failed, cancelled).
+SELECT task_id, task_status, blocked_by FROM episodic_events
+WHERE task_id = ANY($task_ids::text[])
+FOR SHARE;
+
+-- name: tasks_query
+SELECT t.*, r.content AS result
+FROM episodic_events t LEFT JOIN episodic_events r ON r.id = t.result_task_id
+WHERE t.task_id IS NOT NULL
+  AND ($statuses::text[] IS NULL OR t.task_status = ANY($statuses::text[]))
+  AND ($agent_id::text IS NULL OR t.assigned_to = $agent_id::text)
+  AND ($task_type::text IS NULL OR t.task_type = $task_type::text)
+  AND ($priority::text IS NULL OR t.priority = $priority::text)
+  AND ($created_after::timestamptz IS NULL OR t.created_at > $created_after::timestamptz)
+ORDER BY t.priority_rank, t.created_at, t.id
+LIMIT $limit::bigint;
+
+-- name: task_history
+SELECT id AS event_id, timestamp AS at, content FROM (
+    SELECT id, timestamp, json_build_object(
+        'from_status', NULL, 'to_status', context_phase, 'agent_id', NULL,
+        'detail', CASE WHEN blocked_by IS NOT NULL AND context_phase = 'blocked'
+                       THEN 'created blocked by ' || blocked_by ELSE 'created' END)::text AS content
+    FROM episodic_events WHERE task_id = $task_id::text
+    UNION ALL
+    SELECT id, timestamp, content FROM episodic_events
+    WHERE context_task = $task_id::text AND event_type = 'task_transition') AS h
+ORDER BY id;
+
+-- name: tasks_frame
+SELECT task_id, content, task_type, task_status AS status, priority, requirements,
+       dependencies, assigned_to, created_at, assigned_at, started_at, completed_at,
+       retry_count, max_retries, retry_until, lease_until, execution_duration_ms,
+       estimated_duration_ms, error_message AS error, blocked_by, waiting_on, task_batch_id
+FROM episodic_events
+WHERE task_id IS NOT NULL
+  AND ($statuses::text[] IS NULL OR task_status = ANY($statuses::text[]))
+  AND ($agent_id::text IS NULL OR assigned_to = $agent_id::text)
+ORDER BY priority_rank, created_at, id;
+
+-- name: transitions_frame
+SELECT id AS event_id, timestamp AS at, task_id, content FROM (
+    SELECT id, timestamp, task_id, json_build_object(
+        'from_status', NULL, 'to_status', context_phase, 'agent_id', NULL,
+        'detail', 'created')::text AS content
+    FROM episodic_events WHERE task_id IS NOT NULL
+    UNION ALL
+    SELECT id, timestamp, context_task, content FROM episodic_events
+    WHERE event_type = 'task_transition') AS h
+ORDER BY id;
+
+-- name: agent_profile
+SELECT e.properties,
+       array_agg(r.target_id ORDER BY r.target_id) FILTER (WHERE r.target_id IS NOT NULL) AS targets
+FROM graph_entities e
+LEFT JOIN graph_relations r ON r.source_id = e.entity_id AND r.relation_type = $relation_type::text
+WHERE e.entity_id = $entity_id::text
+GROUP BY e.properties;
+
+-- name: metrics_record
+INSERT INTO agent_metrics
+SELECT agent_id, sum(completed), sum(failed), sum(success_ms), $now::timestamptz
+FROM (SELECT unnest($agent_ids::text[]) AS agent_id, unnest($completed::bigint[]) AS completed,
+             unnest($failed::bigint[]) AS failed, unnest($success_ms::bigint[]) AS success_ms) AS o
+GROUP BY agent_id
+ON CONFLICT (agent_id) DO UPDATE SET
+    total_completed = agent_metrics.total_completed + excluded.total_completed,
+    total_failed = agent_metrics.total_failed + excluded.total_failed,
+    total_success_ms = agent_metrics.total_success_ms + excluded.total_success_ms,
+    last_updated = excluded.last_updated;

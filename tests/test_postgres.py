@@ -1,0 +1,184 @@
+"""What only the PostgreSQL backend promises: many processes and connections claiming
+from one queue, SKIP LOCKED claims that never wait on each other, capacity that holds
+across processes, and clear errors for a server that is not there.
+
+The rest of the suite runs on PostgreSQL too, through the parametrised ``orch``/``db``
+fixtures in conftest.py.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import threading
+import time
+from collections import Counter
+from pathlib import Path
+
+import pytest
+from conftest import postgres_only
+from invariants import check_invariants
+
+import athena_orch
+from athena_orch.exceptions import StorageError
+from athena_orch.stores import PostgresDatabase, open_database
+from athena_orch.stores.postgres import shown_target
+
+HERE = Path(__file__).resolve().parent
+
+
+def _workers(url: str, agents: list[str], batch: int, sync: Path) -> list[dict]:
+    """Run one worker process per agent, all starting together; their reports."""
+    procs = [subprocess.Popen(
+        [sys.executable, str(HERE / "pg_claim_worker.py"), url, a, str(sync), str(batch)],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for a in agents]
+    deadline = time.monotonic() + 120
+    while len(list(sync.glob("ready-*"))) < len(agents):
+        assert time.monotonic() < deadline and all(p.poll() is None for p in procs), \
+            [p.communicate() for p in procs if p.poll() is not None]
+        time.sleep(0.05)
+    (sync / "go").touch()
+    reports = []
+    for proc in procs:
+        out, err = proc.communicate(timeout=300)
+        assert proc.returncode == 0, err
+        reports.append(json.loads(out))
+    return reports
+
+
+@postgres_only
+@pytest.mark.parametrize("batch", [0, 5], ids=["one-at-a-time", "batches"])
+def test_eight_processes_claim_every_task_exactly_once(database_url, batch, tmp_path):
+    url = database_url()
+    agents = [f"worker-{i}" for i in range(8)]
+    with athena_orch.connect(url) as orch:
+        for agent in agents:
+            orch.registry.register_agent(agent, ["python"], {"max_concurrent_tasks": 20})
+        ids = orch.queue.create_tasks(
+            [{"content": f"task {i}", "task_type": "t", "requirements": ["python"]}
+             for i in range(400)])
+
+    reports = _workers(url, agents, batch, tmp_path)
+
+    done = [tid for r in reports for tid in r["completed"]]
+    assert sorted(done) == sorted(ids)  # every task once, none twice
+    assert sum(1 for r in reports if r["completed"]) >= 2  # the work really was shared
+    with athena_orch.connect(url) as orch:
+        frame = orch.queue.to_frame()
+        assert set(frame["status"]) == {"completed"}
+        by_agent = Counter(frame["assigned_to"])
+        assert by_agent == Counter({r["agent_id"]: r["cycles"] for r in reports if r["cycles"]})
+        for tid in ids[:50]:
+            claims = [h for h in orch.queue.get_task_history(tid) if h["to_status"] == "assigned"]
+            assert len(claims) == 1
+        for agent in agents:
+            assert orch.registry.get_agent(agent).total_completed == by_agent.get(agent, 0)
+        check_invariants(orch)
+
+
+@postgres_only
+def test_processes_claiming_for_one_agent_never_exceed_its_capacity(database_url):
+    url = database_url()
+    with athena_orch.connect(url) as orch:
+        orch.registry.register_agent("solo", ["python"], {"max_concurrent_tasks": 3})
+        orch.queue.create_tasks([{"content": f"t{i}", "task_type": "t", "requirements": ["python"]}
+                                 for i in range(40)])
+    held: list[int] = []
+
+    def claim_many(n: int) -> None:
+        with athena_orch.connect(url) as mine:
+            held.append(len(mine.queue.claim_tasks("solo", n)))
+
+    threads = [threading.Thread(target=claim_many, args=(3,)) for _ in range(6)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=60)
+    assert sum(held) == 3  # six connections asked for 3 each; the agent holds 3 at most
+    with athena_orch.connect(url) as orch:
+        assert orch.registry.get_agent("solo").current_load == 3
+
+
+@postgres_only
+def test_a_claim_skips_rows_another_connection_holds_instead_of_waiting(database_url):
+    url = database_url()
+    first, second = athena_orch.connect(url), athena_orch.connect(url)
+    try:
+        for agent in ("a", "b"):
+            first.registry.register_agent(agent, ["python"], {"max_concurrent_tasks": 5})
+        first.queue.create_tasks([{"content": f"t{i}", "task_type": "t", "requirements": ["python"]}
+                                  for i in range(4)])
+        result: dict = {}
+        with first.db.transaction():  # holds its claimed rows locked until the block ends
+            mine = first.queue.claim_tasks("a", 2)
+            worker = threading.Thread(
+                target=lambda: result.update(tasks=second.queue.claim_tasks("b", 5)))
+            worker.start()
+            worker.join(timeout=30)
+            assert not worker.is_alive(), "the second claim waited on the first's locks"
+        theirs = result["tasks"]
+        assert len(mine) == 2 and len(theirs) == 2
+        assert not {t.id for t in mine} & {t.id for t in theirs}
+    finally:
+        first.close()
+        second.close()
+
+
+@postgres_only
+def test_a_failed_statement_rolls_back_and_the_connection_stays_usable(database_url):
+    url = database_url()
+    with athena_orch.connect(url) as orch:
+        orch.queue.create_task("keep", "t")
+        with pytest.raises(StorageError, match="no_such_query_table"), orch.db.transaction():
+            orch.db._run("SELECT * FROM no_such_query_table", {}, label="probe")
+        assert [t.content for t in orch.queue.query_tasks()] == ["keep"]
+
+
+@postgres_only
+def test_two_processes_opening_a_new_database_at_once_migrate_it_once(database_url):
+    url = database_url()
+    opened: list[int] = []
+    errors: list[BaseException] = []
+
+    def open_it() -> None:
+        try:
+            with athena_orch.connect(url) as orch:
+                opened.append(orch.db.schema_version)
+        except BaseException as exc:  # noqa: BLE001 - reported below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=open_it) for _ in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=60)
+    assert not errors and opened == [1] * 4
+    db = open_database(url)
+    try:
+        assert [r[0] for r in db.fetch_rows("migrations_applied")] == [1]
+    finally:
+        db.close()
+
+
+@postgres_only
+def test_read_only_connection_refuses_writes(database_url):
+    url = database_url()
+    with athena_orch.connect(url) as orch:
+        orch.queue.create_task("one", "t")
+    with athena_orch.connect(url, read_only=True) as reader:
+        assert len(reader.queue.to_frame()) == 1
+        with pytest.raises(StorageError, match="read-only"):
+            reader.queue.create_task("two", "t")
+
+
+def test_unreachable_server_is_a_storage_error_without_the_password():
+    with pytest.raises(StorageError, match="cannot connect") as caught:
+        PostgresDatabase("postgresql://someone:hunter2@127.0.0.1:1/nothing?connect_timeout=2")
+    assert "hunter2" not in str(caught.value)
+
+
+def test_urls_are_shown_without_passwords():
+    assert shown_target("postgresql://u:pw@h:5432/db") == "postgresql://u:***@h:5432/db"
+    assert shown_target("postgresql://u@h/db?password=pw&x=1") == "postgresql://u@h/db?password=***&x=1"
+    assert shown_target("orch.duckdb") == "orch.duckdb"

@@ -32,6 +32,7 @@ notebooks: $(STAMP)
 bench: $(STAMP)
 	$(BIN)/python -m pip install -q -e ".[bench]"
 	$(BIN)/python benchmarks/run.py
+	$(BIN)/python benchmarks/scale_out.py
 
 lint: $(STAMP)
 	$(BIN)/ruff check athena_orch tests benchmarks notebooks

@@ -45,7 +45,8 @@ def _free_port() -> int:
 
 
 def start(folder: str | Path) -> str:
-    """Create and start a cluster in ``folder``; return its URL (trust auth, loopback only)."""
+    """Create and start a cluster in ``folder``; return its URL (trust auth, loopback only).
+    Under root, ``folder``'s parents must let the ``postgres`` user through."""
     bindir = server_bin()
     if bindir is None:
         raise RuntimeError("no PostgreSQL server installed (Debian: apt-get install postgresql)")
@@ -57,7 +58,12 @@ def start(folder: str | Path) -> str:
         owner = pwd.getpwnam("postgres")
         for path in (folder, data, sockets):
             os.chown(path, owner.pw_uid, owner.pw_gid)
-    run = lambda cmd: subprocess.run(_as_owner(cmd), check=True, capture_output=True, text=True)  # noqa: E731
+
+    def run(cmd: list[str]) -> None:
+        done = subprocess.run(_as_owner(cmd), capture_output=True, text=True)
+        if done.returncode != 0:
+            raise RuntimeError(f"{Path(cmd[0]).name} failed: {done.stderr.strip() or done.stdout}")
+
     run([str(bindir / "initdb"), "-D", str(data), "-U", USER, "--auth=trust",
          "--encoding=UTF8", "--locale=C.UTF-8", "--no-sync"])
     port = _free_port()

@@ -12,10 +12,10 @@ from athena_orch.exceptions import ValidationError
 
 
 @pytest.fixture
-def orch():
+def orch(database_url):
     """Two agents that differ: 'steady' has a long good record but is busy, 'fresh' is
     idle with no record. Under the defaults the record wins; weighting headroom flips it."""
-    manager = athena_orch.connect()
+    manager = athena_orch.connect(database_url())
     reg, queue = manager.registry, manager.queue
     reg.register_agent("steady", ["python"], {"max_concurrent_tasks": 10})
     reg.register_agent("fresh", ["python"], {"max_concurrent_tasks": 4})

@@ -95,8 +95,8 @@ def run_tools(orch, body: Callable[[Tools], Awaitable[None]], **client_options: 
 
 
 @pytest.fixture
-def mgr():
-    manager = athena_orch.connect()
+def mgr(database_url):
+    manager = athena_orch.connect(database_url())
     yield manager
     manager.close()
 

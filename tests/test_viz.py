@@ -20,10 +20,10 @@ from athena_orch import viz  # noqa: E402
 
 
 @pytest.fixture
-def orch():
+def orch(database_url):
     """3 agents, 7 tasks: a chain with a permanent failure (blocking 2), completions,
     one running, one cancelled, two pending."""
-    with athena_orch.connect() as manager:
+    with athena_orch.connect(database_url()) as manager:
         reg, q = manager.registry, manager.queue
         reg.register_agent("coder", ["python", "testing"], {"max_concurrent_tasks": 3})
         reg.register_agent("writer", ["writing"], {"max_concurrent_tasks": 2})

@@ -4,12 +4,17 @@ The graph (agent and capability nodes, ``has_capability`` edges carrying a confi
 is an in-memory index over the graph tables, reloaded when their change counter moves.
 Load is always read from the task table, so it never drifts; outcomes come from the
 agent-figures table that the queue writes as tasks finish.
+
+For the router the same facts come as arrays (:class:`RoutingSnapshot`): the graph's part
+(:class:`AgentTable`: ids, activity, capacity, capabilities) is built once per change of
+the graph's counter; figures and live load are read fresh on every call (one statement).
 """
 
 from __future__ import annotations
 
 import json
 from collections import Counter
+from collections.abc import Iterable, Mapping
 from datetime import UTC, datetime
 from typing import Any
 
@@ -35,6 +40,163 @@ def _utcnow() -> datetime:
     return datetime.now(UTC)
 
 
+def success_rates(completed: np.ndarray, failed: np.ndarray) -> np.ndarray:
+    """completed / (completed + failed); 1.0 for an agent that has finished nothing."""
+    finished = completed + failed
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return np.where(finished > 0, completed / finished, 1.0)
+
+
+def mean_durations(completed: np.ndarray, success_ms: np.ndarray) -> np.ndarray:
+    """Mean duration of the successful tasks; 0.0 for an agent without any."""
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return np.where(completed > 0, success_ms / completed, 0.0)
+
+
+class AgentTable:
+    """The graph's part of the agent table as arrays, one row per agent sorted by id.
+
+    Immutable: the registry builds a new one when the graph's change counter moves, so a
+    table may be kept and reused for as long as ``version`` is current.
+    """
+
+    def __init__(self, version: int, agents: Iterable[tuple[str, bool, int, dict[str, float]]]):
+        rows = sorted(agents, key=lambda r: r[0])
+        self.version = version
+        self.agent_ids: list[str] = [r[0] for r in rows]
+        self.ids = np.array(self.agent_ids, dtype=object)
+        self.index = {a: i for i, a in enumerate(self.agent_ids)}
+        self.active = np.array([bool(r[1]) for r in rows], dtype=bool)
+        self.capacity = np.array([r[2] for r in rows], dtype=np.int64)
+        self.confidences: list[dict[str, float]] = [r[3] for r in rows]
+        self.capability_sets = [frozenset(r[3]) for r in rows]
+        self.sizes = np.array([len(r[3]) for r in rows], dtype=float)
+        members: dict[str, tuple[list[int], list[float]]] = {}
+        for i, confidence in enumerate(self.confidences):
+            for capability, value in confidence.items():
+                rows_, values = members.setdefault(capability, ([], []))
+                rows_.append(i)
+                values.append(value)
+        self._members = {c: (np.array(r, dtype=np.intp), np.array(x, dtype=float))
+                         for c, (r, x) in members.items()}
+        self._frame: pd.DataFrame | None = None
+
+    def __len__(self) -> int:
+        return len(self.agent_ids)
+
+    def rows(self, agent_ids: Iterable[str]) -> np.ndarray:
+        """Row numbers of the registered ones among ``agent_ids``, ascending (= by id)."""
+        index = self.index
+        return np.array(sorted({index[a] for a in agent_ids if a in index}), dtype=np.intp)
+
+    def mask(self, agent_ids: Iterable[str]) -> np.ndarray:
+        """True on the rows of the registered ones among ``agent_ids``."""
+        out = np.zeros(len(self), dtype=bool)
+        out[self.rows(agent_ids)] = True
+        return out
+
+    def capable(self, requirements: Iterable[str]) -> np.ndarray:
+        """True on the rows of agents having every one of ``requirements``."""
+        needed = list(dict.fromkeys(requirements))
+        counts = np.zeros(len(self), dtype=np.int64)
+        for capability in needed:
+            members = self._members.get(capability)
+            if members is None:
+                return np.zeros(len(self), dtype=bool)
+            counts[members[0]] += 1
+        return counts == len(needed)
+
+    def confidence(self, requirements: Iterable[str]) -> np.ndarray:
+        """Per agent, the lowest confidence over ``requirements`` (0 for a capability it
+        lacks); 1.0 when there are no requirements."""
+        out = None
+        for capability in dict.fromkeys(requirements):
+            values = np.zeros(len(self))
+            members = self._members.get(capability)
+            if members is not None:
+                values[members[0]] = members[1]
+            out = values if out is None else np.minimum(out, values)
+        return np.ones(len(self)) if out is None else out
+
+    def take(self, rows: np.ndarray) -> AgentTable:
+        """A table of the given rows only (ascending row numbers keep it sorted)."""
+        return AgentTable(self.version, [
+            (self.agent_ids[i], bool(self.active[i]), int(self.capacity[i]),
+             self.confidences[i]) for i in rows])
+
+    def frame(self) -> pd.DataFrame:
+        """The table as a DataFrame (agent_id, active, max_concurrent_tasks, capabilities,
+        confidence, capability_set); built once, do not change it."""
+        if self._frame is None:
+            rows = [{"agent_id": a, "active": bool(self.active[i]),
+                     "max_concurrent_tasks": int(self.capacity[i]),
+                     "capabilities": sorted(self.confidences[i]),
+                     "confidence": self.confidences[i],
+                     "capability_set": self.capability_sets[i]}
+                    for i, a in enumerate(self.agent_ids)]
+            frame = pd.DataFrame(rows, columns=["agent_id", "active", "max_concurrent_tasks",
+                                                "capabilities", "confidence", "capability_set"])
+            self._frame = frame.sort_values("agent_id", ignore_index=True)
+        return self._frame
+
+
+class RoutingSnapshot:
+    """Every registered agent at one moment, as arrays aligned with ``table`` (sorted by
+    id): the static table plus outcomes and live load as read from the database."""
+
+    def __init__(self, table: AgentTable, figures: Mapping[str, tuple]):
+        """``figures``: agent_id -> (completed, failed, success_ms, last_updated, load), as
+        ``MetaStore.all_agent_figures`` returns it; agents missing have zeros."""
+        n = len(table)
+        self.table = table
+        self.load = np.zeros(n, dtype=np.int64)
+        self.completed = np.zeros(n, dtype=np.int64)
+        self.failed = np.zeros(n, dtype=np.int64)
+        self.success_ms = np.zeros(n, dtype=np.int64)
+        index = table.index
+        found = [(i, r) for a, r in figures.items() if (i := index.get(a)) is not None]
+        self._found = found
+        if found:
+            rows = np.fromiter((i for i, _ in found), dtype=np.intp, count=len(found))
+            self.completed[rows] = [r[0] for _, r in found]
+            self.failed[rows] = [r[1] for _, r in found]
+            self.success_ms[rows] = [r[2] for _, r in found]
+            self.load[rows] = [r[4] for _, r in found]
+
+    @property
+    def last_updated(self) -> list[Any]:
+        """When each agent's figures last changed (None if never)."""
+        out: list[Any] = [None] * len(self.table)
+        for i, r in self._found:
+            out[i] = r[3]
+        return out
+
+    def __len__(self) -> int:
+        return len(self.table)
+
+    @property
+    def average_ms(self) -> np.ndarray:
+        return mean_durations(self.completed, self.success_ms)
+
+    def take(self, rows: np.ndarray) -> RoutingSnapshot:
+        """The snapshot of the given rows only (ascending row numbers)."""
+        table, last = self.table.take(rows), self.last_updated
+        figures = {table.agent_ids[k]: (self.completed[i], self.failed[i], self.success_ms[i],
+                                        last[i], self.load[i])
+                   for k, i in enumerate(rows)}
+        return RoutingSnapshot(table, figures)
+
+    def frame(self) -> pd.DataFrame:
+        """``AgentRegistry.routing_frame`` of this snapshot."""
+        static = self.table.frame()
+        return static.assign(
+            current_load=self.load, total_completed=self.completed,
+            total_failed=self.failed, total_success_ms=self.success_ms,
+            success_rate=success_rates(self.completed, self.failed),
+            avg_completion_ms=self.average_ms,
+            last_updated=pd.Series(self.last_updated, index=static.index, dtype=object))
+
+
 class AgentRegistry:
     """Who can do what, how busy they are, and how well they have done."""
 
@@ -42,25 +204,29 @@ class AgentRegistry:
         self.graph_store = graph_store
         self.meta = meta_store
         self.db = graph_store.db
-        self._graph = nx.Graph()
-        self._graph_version = -1
-        self._static: tuple[int, pd.DataFrame] | None = None
+        self._current: tuple[int, nx.Graph] = (-1, nx.Graph())
+        self._table: AgentTable | None = None
 
     # ------------------------------------------------------------------ the graph
-    @property
-    def graph(self) -> nx.Graph:
-        """The capability graph as stored now: nodes ``agent:<id>`` and
-        ``capability:<name>`` (attribute ``kind``), edges with ``confidence``."""
+    def _current_graph(self) -> tuple[int, nx.Graph]:
+        """(change counter, graph), the graph reloaded if the counter moved."""
         version = self.graph_store.version()
-        if version != self._graph_version:
+        current = self._current
+        if version != current[0]:
             graph = nx.Graph()
             for e in self.graph_store.entities():
                 graph.add_node(e["entity_id"], kind=e["kind"], name=e["name"], **e["properties"])
             for r in self.graph_store.relations():
                 graph.add_edge(r["source_id"], r["target_id"], relation=r["relation_type"],
                                confidence=r["confidence"])
-            self._graph, self._graph_version = graph, version
-        return self._graph
+            current = self._current = (version, graph)
+        return current
+
+    @property
+    def graph(self) -> nx.Graph:
+        """The capability graph as stored now: nodes ``agent:<id>`` and
+        ``capability:<name>`` (attribute ``kind``), edges with ``confidence``."""
+        return self._current_graph()[1]
 
     def capability_graph(self) -> nx.Graph:
         """A copy of the capability graph, safe to change."""
@@ -240,41 +406,29 @@ class AgentRegistry:
     def routing_frame(self) -> pd.DataFrame:
         """``to_frame`` plus what the router needs: ``confidence`` (capability -> confidence),
         ``capability_set`` and ``total_success_ms``."""
-        static = self._static_frame()
-        figures = self.meta.all_agent_figures()
-        zero = (0, 0, 0, None, 0)
-        rows = [figures.get(a, zero) for a in static["agent_id"]]
-        completed = np.fromiter((r[0] for r in rows), dtype=np.int64, count=len(rows))
-        failed = np.fromiter((r[1] for r in rows), dtype=np.int64, count=len(rows))
-        success_ms = np.fromiter((r[2] for r in rows), dtype=np.int64, count=len(rows))
-        finished = completed + failed
-        with np.errstate(invalid="ignore", divide="ignore"):
-            success_rate = np.where(finished > 0, completed / finished, 1.0)
-            average = np.where(completed > 0, success_ms / completed, 0.0)
-        return static.assign(
-            current_load=np.fromiter((r[4] for r in rows), dtype=np.int64, count=len(rows)),
-            total_completed=completed, total_failed=failed, total_success_ms=success_ms,
-            success_rate=success_rate, avg_completion_ms=average,
-            last_updated=pd.Series([r[3] for r in rows], index=static.index, dtype=object))
+        return self.routing_snapshot().frame()
 
-    def _static_frame(self) -> pd.DataFrame:
-        """The graph's part of the agent table, rebuilt only when the graph changed."""
-        graph = self.graph
-        if self._static is None or self._static[0] != self._graph_version:
-            rows = []
+    def routing_snapshot(self) -> RoutingSnapshot:
+        """Every registered agent as arrays (sorted by id), for routing: the graph's part
+        cached while the graph's change counter stands still, outcomes and live load read
+        now. Two statements: the counter and the figures."""
+        table = self.agent_table()
+        return RoutingSnapshot(table, self.meta.all_agent_figures())
+
+    def agent_table(self) -> AgentTable:
+        """The graph's part of the agent table as arrays, rebuilt only when the graph changed."""
+        version, graph = self._current_graph()
+        table = self._table
+        if table is None or table.version != version:
+            agents = []
             for key, d in graph.nodes(data=True):
                 if d["kind"] != AGENT:
                     continue
                 confidence = {entity_name(n): graph.edges[key, n]["confidence"]
                               for n in graph.neighbors(key)}
-                rows.append({"agent_id": d["name"], "active": d["active"],
-                             "max_concurrent_tasks": d["max_concurrent_tasks"],
-                             "capabilities": sorted(confidence), "confidence": confidence,
-                             "capability_set": frozenset(confidence)})
-            frame = pd.DataFrame(rows, columns=["agent_id", "active", "max_concurrent_tasks",
-                                                "capabilities", "confidence", "capability_set"])
-            self._static = (self._graph_version, frame.sort_values("agent_id", ignore_index=True))
-        return self._static[1]
+                agents.append((d["name"], d["active"], d["max_concurrent_tasks"], confidence))
+            table = self._table = AgentTable(version, agents)
+        return table
 
     def _require(self, agent_id: str) -> str:
         agent_id = v.text("agent_id", agent_id)

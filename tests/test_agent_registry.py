@@ -393,3 +393,66 @@ def test_load_and_figures_never_drift(make_clock, ops):
                 finished = completed[a] + failed[a]
                 rate = completed[a] / finished if finished else 1.0
                 assert health["success_rate"] == pytest.approx(rate, rel=1e-9)
+
+
+# ------------------------------------------------------ the router's view of the agents
+
+
+def test_to_frame_follows_every_change(registry, queue):
+    """The graph's part of the table is cached until the graph changes; figures and load
+    are read on every call."""
+    registry.register_agent("b", ["x"], {"max_concurrent_tasks": 3})
+    registry.register_agent("a", ["x", "y"])
+
+    def row(agent_id):
+        frame = registry.to_frame().set_index("agent_id")
+        return frame.loc[agent_id].to_dict() if agent_id in frame.index else None
+
+    assert list(registry.to_frame()["agent_id"]) == ["a", "b"]
+    assert row("b")["capabilities"] == ["x"] and row("b")["max_concurrent_tasks"] == 3
+    registry.set_active("b", False)
+    assert not row("b")["active"]
+    registry.learn_new_capability("b", "z")
+    assert row("b")["capabilities"] == ["x", "z"]
+    registry.register_agent("b", ["w"], {"max_concurrent_tasks": 4})
+    assert row("b")["capabilities"] == ["w"] and row("b")["max_concurrent_tasks"] == 4
+    tid = queue.create_task("t", "t")
+    queue.assign_task(tid, "b")
+    assert row("b")["current_load"] == 1
+    queue.start_task(tid)
+    queue.complete_task(tid, "ok", metrics={"duration_ms": 30})
+    assert row("b")["current_load"] == 0 and row("b")["total_completed"] == 1
+    registry.update_agent_performance("a", False, 5)
+    assert row("a")["total_failed"] == 1 and row("a")["success_rate"] == 0.0
+    registry.deregister_agent("b")
+    assert row("b") is None and list(registry.to_frame()["agent_id"]) == ["a"]
+
+
+def test_routing_snapshot_matches_the_frame(registry, queue):
+    registry.register_agent("c", ["x"], {"max_concurrent_tasks": 2})
+    registry.register_agent("a", ["x", "y"])
+    registry.register_agent("b", [])
+    registry.learn_new_capability("a", "x", confidence=0.4)
+    registry.update_agent_performance("c", True, 100)
+    registry.update_agent_performance("c", True, 300)
+    queue.assign_task(queue.create_task("t", "t"), "c")
+    queue.assign_task(queue.create_task("u", "t"), "ghost")  # unregistered: not in the table
+    snapshot = registry.routing_snapshot()
+    frame = registry.routing_frame()
+    table = snapshot.table
+    assert table.agent_ids == list(frame["agent_id"]) == ["a", "b", "c"]
+    assert snapshot.load.tolist() == frame["current_load"].tolist() == [0, 0, 1]
+    assert snapshot.completed.tolist() == [0, 0, 2]
+    assert snapshot.average_ms.tolist() == frame["avg_completion_ms"].tolist() == [0, 0, 200]
+    assert table.capacity.tolist() == [5, 5, 2]
+    assert table.capable(["x"]).tolist() == [True, False, True]
+    assert table.capable(["x", "y"]).tolist() == [True, False, False]
+    assert table.capable([]).tolist() == [True, True, True]
+    assert table.capable(["nobody"]).tolist() == [False, False, False]
+    assert table.confidence(["x"]).tolist() == [0.4, 0.0, 1.0]
+    assert table.confidence(["x", "y"]).tolist() == [0.4, 0.0, 0.0]
+    assert table.confidence([]).tolist() == [1.0, 1.0, 1.0]
+    assert table.mask(["c", "ghost"]).tolist() == [False, False, True]
+    assert registry.agent_table() is table  # nothing changed: the same table
+    registry.set_active("b", False)
+    assert registry.agent_table() is not table

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import numpy as np
 import pandas as pd
 import pytest
 
@@ -329,3 +330,239 @@ def test_decisions_log_routes_not_looks(team):
     df = router.decisions()
     assert isinstance(df, pd.DataFrame)
     assert len(df) == 6
+
+
+# ------------------------------------------------- cached agent table stays current
+# The router keeps the graph's part of the agent table between calls (rebuilt when the
+# graph's change counter moves) and reads figures and load fresh every call: every change
+# made through the public API shows in the very next decision.
+
+
+def test_next_decision_sees_a_new_or_changed_agent(router, registry):
+    registry.register_agent("b_first", ["python"])
+    assert router.route_task({"requirements": ["python"]}) == "b_first"
+    registry.register_agent("a_second", ["python"])  # same score, lower id
+    assert router.route_task({"requirements": ["python"]}) == "a_second"
+    registry.set_active("a_second", False)
+    assert router.route_task({"requirements": ["python"]}) == "b_first"
+    registry.register_agent("b_first", ["sql"])  # re-registered without python
+    assert router.route_task({"requirements": ["python"]}) is None
+    registry.learn_new_capability("b_first", "python", confidence=0.5)
+    assert router.route_task({"requirements": ["python"]}) == "b_first"
+    registry.set_active("a_second", True)
+    assert router.route_task({"requirements": ["python"]}) == "a_second"
+    registry.deregister_agent("a_second")
+    assert router.route_task({"requirements": ["python"]}) == "b_first"
+    assert list(router.explain({"requirements": ["python"]})["agent_id"]) == ["b_first"]
+
+
+def test_next_decision_sees_load_from_the_queue(router, registry, queue):
+    registry.register_agent("a", ["python"], {"max_concurrent_tasks": 2})
+    registry.register_agent("b", ["python"], {"max_concurrent_tasks": 2})
+    task = {"requirements": ["python"]}
+    assert router.route_task(task) == "a"
+    first = queue.create_task("one", "t", requirements=["python"])
+    assert queue.claim_task("a").id == first  # a: 1 of 2
+    assert router.route_task(task) == "b"
+    queue.start_task(first)
+    assert router.route_task(task) == "b"  # running still counts
+    queue.complete_task(first, "done")
+    assert router.route_task(task) == "a"  # load back to 0, and a success on record
+    queue.assign_task(queue.create_task("two", "t"), "a")
+    queue.assign_task(queue.create_task("three", "t"), "a")
+    assert router.decide(task).candidates == ["b"]  # a is at capacity
+    assert router.route_batch([task, task, task])["agent_id"].tolist()[:2] == ["b", "b"]
+
+
+def test_next_decision_sees_new_figures(router, registry):
+    registry.register_agent("a", ["python"])
+    registry.register_agent("b", ["python"])
+    before = router.decide({"requirements": ["python"]})
+    assert before.selected_agent == "a"
+    registry.update_agent_performance("b", True, 100)
+    after = router.decide({"requirements": ["python"]})
+    assert after.selected_agent == "b"
+    assert after.scores["b"] > before.scores["b"]
+
+
+def test_a_second_registry_on_the_same_database_is_seen(graph_store, meta_store):
+    router = CapabilityRouter(AgentRegistry(graph_store, meta_store))
+    other = AgentRegistry(graph_store, meta_store)
+    other.register_agent("bot", ["python"])
+    assert router.route_task({"requirements": ["python"]}) == "bot"
+    other.set_active("bot", False)
+    assert router.route_task({"requirements": ["python"]}) is None
+    other.register_agent("bot2", ["python"])
+    assert router.route_task({"requirements": ["python"]}) == "bot2"
+    assert [a for a, _ in router.rank_candidates(["bot2", "bot"])] == ["bot", "bot2"]
+
+
+# ------------------------------------------------ the DataFrame steps = the router
+
+
+def test_dataframe_steps_give_the_explained_scores(orch):
+    from athena_orch.capability_router import (
+        filter_agents,
+        rank_eligible,
+        score_components,
+        weighted_score,
+    )
+    reg = orch.registry
+    for name, caps, s, f in (("p", ["x", "y"], 3, 2), ("q", ["x"], 9, 1), ("r", ["x"], 0, 0),
+                             ("s", ["y"], 2, 0)):
+        reg.register_agent(name, caps, {"max_concurrent_tasks": 3})
+        _record(reg, name, s, f, duration_ms=100 * (s + 1))
+    reg.learn_new_capability("r", "x", confidence=0.25)
+    _load(orch.queue, "q", 1)
+    agents = reg.routing_frame()
+    steps = filter_agents(agents, ["x"], exclude=["p"])
+    parts = score_components(agents, ["x"], steps["load"], steps["capacity"],
+                             prior_success_rate=orch.router.prior_success_rate,
+                             prior_weight=orch.router.prior_weight)
+    score = weighted_score(parts, orch.router.weights)
+    order = rank_eligible(score, steps["load"], agents["agent_id"].to_numpy(), steps["eligible"])
+    explained = orch.router.explain({"requirements": ["x"]}, exclude_agents=["p"])
+    assert list(explained["agent_id"][: len(order)]) == list(agents["agent_id"][order])
+    by_id = explained.set_index("agent_id")
+    for i, agent in enumerate(agents["agent_id"]):
+        for c in ("track_record", "headroom", "speed", "fit"):
+            assert by_id.loc[agent, c] == parts[c][i]
+        assert by_id.loc[agent, "score"] == score[i]
+
+
+# ---------------------------------------------------- route_batch, exactly as specified
+
+
+def _batch_by_hand(orch, tasks, exclude=()):
+    """route_batch's rule written plainly: tasks by priority (stable), each scored against
+    every open agent with the batch's own picks counted in; ties within 1e-12 of the best
+    go to the lower load, then the lower id."""
+    from athena_orch.capability_router import COMPONENTS, filter_agents, score_components
+    router = orch.router
+    agents = orch.registry.routing_frame()
+    ids = agents["agent_id"].to_numpy()
+    load = agents["current_load"].to_numpy(dtype=float).copy()
+    capacity = agents["max_concurrent_tasks"].to_numpy(dtype=float)
+    usable = agents["active"].to_numpy(dtype=bool) & ~agents["agent_id"].isin(
+        set(exclude)).to_numpy()
+    share = {c: router.weights[c] / sum(router.weights.values()) for c in COMPONENTS}
+    out = {}
+    rank = {"high": 0, "medium": 1, "low": 2}
+    for i in sorted(range(len(tasks)), key=lambda i: rank[tasks[i].get("priority", "medium")]):
+        requirements = sorted(set(tasks[i]["requirements"]))
+        steps = filter_agents(agents, requirements)
+        parts = score_components(agents, requirements, steps["load"], steps["capacity"],
+                                 prior_success_rate=router.prior_success_rate,
+                                 prior_weight=router.prior_weight)
+        fixed = sum(parts[c] * share[c] for c in COMPONENTS if c != "headroom")
+        open_ = np.flatnonzero(steps["capable"] & usable & (load < capacity))
+        if not len(open_):
+            out[tasks[i]["id"]] = (None, None)
+            continue
+        score = fixed[open_] + share["headroom"] * (1 - load[open_] / capacity[open_])
+        best = open_[score >= score.max() - 1e-12]
+        best = best[load[best] == load[best].min()]
+        pick = min(best, key=lambda r: ids[r])
+        out[tasks[i]["id"]] = (ids[pick], float(fixed[pick] + share["headroom"]
+                                                * (1 - load[pick] / capacity[pick])))
+        load[pick] += 1
+    return out
+
+
+@pytest.mark.parametrize("seed", [1, 2, 3])
+def test_route_batch_is_the_plain_rule(orch, seed):
+    rng = np.random.default_rng(seed)
+    reg = orch.registry
+    skills = ["a", "b", "c", "d"]
+    names = [f"ag{i:02d}" for i in range(24)]
+    for name in names:
+        caps = list(rng.choice(skills, size=int(rng.integers(0, 4)), replace=False))
+        reg.register_agent(name, caps, {"max_concurrent_tasks": int(rng.integers(1, 6))})
+    reg.set_active(names[3], False)
+    for name in names[::3]:
+        _record(reg, name, int(rng.integers(0, 4)), int(rng.integers(0, 2)),
+                duration_ms=int(rng.choice([100, 300])))
+    reg.learn_new_capability(names[5], "a", confidence=0.5)
+    for k in range(8):
+        orch.queue.assign_task(orch.queue.create_task(f"l{k}", "t"), names[k * 5 % 24])
+    lists = [[], ["a"], ["b", "a"], ["c", "d"], ["a", "b", "c"], ["zzz"]]
+    tasks = [{"id": f"t{k}", "requirements": lists[int(rng.integers(0, len(lists)))],
+              "priority": str(rng.choice(["low", "medium", "high"]))} for k in range(70)]
+    expected = _batch_by_hand(orch, tasks, exclude=[names[7]])
+    got = orch.router.route_batch(tasks, exclude_agents=[names[7]])
+    assert got["agent_id"].notna().sum() > 10
+    for row in got.itertuples():
+        agent, score = expected[row.task_id]
+        assert (None if pd.isna(row.agent_id) else row.agent_id) == agent
+        assert (np.isnan(row.score) if agent is None else row.score == score)
+
+
+def test_route_batch_breaks_near_ties_like_exact_ones():
+    """Scores within 1e-12 of the best tie (then lower load, then lower row), scores below
+    do not, whatever order the batch meets them in."""
+    from athena_orch.capability_router import _Levels
+
+    rng = np.random.default_rng(7)
+    for _ in range(40):
+        n = 12
+        loads = [int(x) for x in rng.integers(0, 3, n)]
+        caps = [int(x) for x in rng.integers(3, 6, n)]
+        groups = []
+        for _ in range(3):
+            fixed = [0.5 + float(rng.choice([0.0, 1e-13, 3e-13, 2e-12, 0.05]))
+                     for _ in range(n)]
+            rows = [r for r in range(n) if rng.random() < 0.8]
+            groups.append((fixed, rows, _Levels(fixed, 0.25, loads, caps,
+                                                [r for r in rows if loads[r] < caps[r]])))
+        for _ in range(30):
+            fixed, rows, levels = groups[int(rng.integers(0, 3))]
+            open_ = [r for r in rows if loads[r] < caps[r]]
+            got = levels.pick()
+            if not open_:
+                assert got is None
+                continue
+            score = {r: fixed[r] + 0.25 * (1 - loads[r] / caps[r]) for r in open_}
+            top = max(score.values())
+            want = min((r for r in open_ if score[r] >= top - 1e-12), key=lambda r: (loads[r], r))
+            assert got == want
+            loads[got] += 1
+            levels.requeue(got)
+
+
+def test_route_batch_log_rows(orch):
+    reg = orch.registry
+    reg.register_agent('odd "id" ü', ["py"], {"max_concurrent_tasks": 1})
+    reg.register_agent("plain", ["py"], {"max_concurrent_tasks": 1})
+    tasks = [{"id": "t1", "requirements": ["py"]}, {"id": "t2", "requirements": ("py",)},
+             {"requirements": ["py"]}, {"id": "t4", "requirements": []}]
+    result = orch.router.route_batch(tasks)
+    log = orch.router.decisions()
+    assert len(log) == 4 and set(log["source"]) == {"route_batch"}
+    for row, decision in zip(result.itertuples(), log.itertuples()):
+        assert (pd.isna(decision.task_id) and pd.isna(row.task_id)
+                or decision.task_id == row.task_id)
+        if pd.isna(row.agent_id):
+            assert pd.isna(decision.selected_agent)
+            assert decision.candidates == [] and decision.scores == {}
+        else:
+            assert decision.selected_agent == row.agent_id
+            assert decision.candidates == [row.agent_id]
+            assert decision.scores == {row.agent_id: row.score}
+        assert decision.components == {}
+        assert decision.weights == orch.router.weights
+    assert [d for d in log["requirements"]] == [["py"], ["py"], ["py"], []]
+    assert result["agent_id"].notna().tolist() == [True, True, False, False]
+
+
+def test_route_batch_checks_every_task(orch):
+    from athena_orch.exceptions import ValidationError
+    orch.registry.register_agent("a", ["py"])
+    ok = {"requirements": ["py"]}
+    for bad in ({"requirements": ["py", ""]}, {"requirements": ["py", 1]},
+                {"requirements": "py"}, {"id": "", "requirements": ["py"]},
+                {"requirements": ["py"], "priority": "urgent"}, ["py"]):
+        with pytest.raises(ValidationError):
+            orch.router.route_batch([ok, ok, bad])
+    assert len(orch.router.decisions()) == 0
+    same = orch.router.route_batch([{"requirements": [np.str_("py")]}, ok])
+    assert same["agent_id"].tolist() == ["a", "a"]

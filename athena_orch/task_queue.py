@@ -1,8 +1,10 @@
 """The durable task queue: task rows in episodic memory, the lifecycle rules in Python.
 
 Every call runs in one database transaction under the database lock, so a call either
-happens whole or not at all, and two workers never get the same task. The dependency
-DAG is an in-memory NetworkX index, rebuilt when the database's change counter moves.
+happens whole or not at all, and two workers never get the same task. Who waits on whom
+is an in-memory successors map (built when a failure or cancellation first needs it,
+rebuilt when the database's change counter moves); ``dependency_graph()`` returns the
+DAG as a NetworkX graph read fresh from the database.
 """
 
 from __future__ import annotations
@@ -13,6 +15,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import networkx as nx
+import numpy as np
 import pandas as pd
 
 from . import task_records as tr
@@ -26,8 +29,9 @@ from .exceptions import (
     ValidationError,
     shown,
 )
-from .models import ACTIVE_STATES, QueueStatistics, Task, TaskStatus
+from .models import ACTIVE_STATES, PRIORITIES, QueueStatistics, Task, TaskStatus
 from .stores import EpisodicStore, GraphStore, MetaStore
+from .stores.episodic import json_lists, paused_gc
 
 PENDING, ASSIGNED, RUNNING = TaskStatus.PENDING, TaskStatus.ASSIGNED, TaskStatus.RUNNING
 COMPLETED, FAILED, BLOCKED, CANCELLED = (
@@ -38,6 +42,37 @@ QUERY_FILTERS = ("status", "agent_id", "task_type", "priority", "created_after",
 
 def _utcnow() -> datetime:
     return datetime.now(UTC)
+
+
+class _Downstream:
+    """The dependency DAG as the queue keeps it in memory, to find what is downstream of
+    a task that failed or was cancelled: each task's dependents, nothing else (a third
+    of a NetworkX graph's memory; ``dependency_graph`` builds one for callers)."""
+
+    def __init__(self) -> None:
+        self._dependents: dict[str, list[str]] = {}
+
+    def add(self, edges: Iterable[tuple[str, str]]) -> None:
+        """(dependency, dependent) edges."""
+        dependents = self._dependents
+        with paused_gc():
+            for dependency, task_id in edges:
+                waiting = dependents.get(dependency)
+                if waiting is None:
+                    dependents[dependency] = [task_id]
+                else:
+                    waiting.append(task_id)
+
+    def descendants(self, root: str) -> set[str]:
+        """Every task downstream of ``root``, transitively."""
+        found: set[str] = set()
+        stack = [root]
+        while stack:
+            for task_id in self._dependents.get(stack.pop(), ()):
+                if task_id not in found:
+                    found.add(task_id)
+                    stack.append(task_id)
+        return found
 
 
 class TaskQueue:
@@ -60,7 +95,7 @@ class TaskQueue:
         self.retry_backoff_max_seconds = retry_backoff_max_seconds
         self.lease_seconds = lease_seconds
         self.clock = clock
-        self._dag = nx.DiGraph()
+        self._dag = _Downstream()  # built when first needed
         self._dag_version = -1
 
     # ------------------------------------------------------------------ creating
@@ -79,7 +114,7 @@ class TaskQueue:
             "requirements": requirements, "dependencies": dependencies,
             "max_retries": max_retries, "estimated_duration_ms": estimated_duration_ms,
             "idempotency_key": idempotency_key})
-        return self._create([record])[0]
+        return self._create(tr.TaskBatch.from_records([record]))[0]
 
     def create_tasks(self, records: Iterable[dict[str, Any]] | pd.DataFrame) -> list[str]:
         """Create many tasks at once, all or nothing; ids come back in record order.
@@ -87,88 +122,131 @@ class TaskQueue:
         Records use ``create_task``'s keyword names; a record's ``key`` may be named in
         the ``dependencies`` of other records of the same batch.
         """
-        return self._create(tr.records_from(records))
+        return self._create(tr.batch_from(records))
 
-    def _create(self, records: list[tr.TaskRecord]) -> list[str]:
+    def _create(self, batch: tr.TaskBatch) -> list[str]:
+        batch.task_id = tr.new_task_ids(len(batch))
         with self.db.transaction():
-            reused = self._reuse_idempotent(records)
-            ordered, external = tr.resolve_dependencies(records)
+            reused = self._reuse_idempotent(batch)
+            order, external = tr.resolve_dependencies(batch)
             states = self.episodic.task_states(sorted(external | reused))
             unknown = sorted(external - set(states))
             if unknown:
                 raise DependencyError(f"dependencies name unknown tasks: {shown(unknown, 200)}")
-            fresh = [r for r in ordered if r.task_id not in reused]
-            for record in fresh:  # dependencies first, so a batch's own blocks propagate
-                status, root = PENDING, None
-                for dep in record.dependencies:
-                    dep_status, dep_root = states[dep]
-                    if dep_status in _BLOCKING:
-                        status, root = BLOCKED, dep_root if dep_status is BLOCKED else dep
-                        break
-                states[record.task_id] = (status, root)
+            fresh = [i for i, tid in enumerate(batch.task_id) if tid not in reused]
+            roots = self._blocking_roots(batch, order, states, reused)
+            completed = {tid for tid, (status, _) in states.items() if status is COMPLETED}
             now = self.clock()
-            rows, edges = [], []
-            for record in (r for r in records if r.task_id not in reused):  # record order
-                status, root = states[record.task_id]
-                rows.append(self._task_row(record, status, root, states, now))
-                edges += [{"task_id": record.task_id, "depends_on": d} for d in record.dependencies]
-            dag_edges = [(e["depends_on"], e["task_id"]) for e in edges]
-            version = self.db.version("dag") if dag_edges else None
-            self.episodic.insert_tasks(pd.DataFrame(rows), pd.DataFrame(edges))
-            if dag_edges and version == self._dag_version:
-                self._dag.add_edges_from(dag_edges)
+            tasks = self._task_rows(batch, fresh, roots, completed, now)
+            edges = pd.DataFrame({
+                "task_id": [batch.task_id[i] for i in fresh for _ in batch.dependencies[i]],
+                "depends_on": [d for i in fresh for d in batch.dependencies[i]]})
+            version = self.db.version("dag") if len(edges) else None
+            self.episodic.insert_tasks(tasks, edges)
+            if len(edges) and version == self._dag_version:
+                self._dag.add(zip(edges["depends_on"], edges["task_id"]))
                 self._dag_version = version + 1
-        return [r.task_id for r in records]
-
-    def _reuse_idempotent(self, records: list[tr.TaskRecord]) -> set[str]:
-        """Give records whose idempotency key is already used the existing task's id;
-        return those ids. The same key with other content is a DuplicateTaskError."""
-        found = self.episodic.find_by_idempotency_keys(
-            [r.idempotency_key for r in records if r.idempotency_key is not None])
-        reused = set()
-        for r in records:
-            row = found.get(r.idempotency_key)
-            if row is None:
-                continue
-            if (row["content"], row["task_type"]) != (r.content, r.task_type):
-                raise DuplicateTaskError(
-                    f"idempotency_key {shown(r.idempotency_key)} already names task {row['task_id']} "
-                    "with other content")
-            r.task_id = row["task_id"]
-            reused.add(r.task_id)
-        return reused
+        return batch.task_id
 
     @staticmethod
-    def _task_row(record: tr.TaskRecord, status: TaskStatus, root: str | None,
-                  states: dict, now: datetime) -> dict[str, Any]:
-        waiting = sum(1 for d in record.dependencies if states[d][0] is not COMPLETED)
-        return {
-            "timestamp": now, "event_type": "task", "content": record.content,
-            "outcome": "ongoing" if root is None else "blocked",
-            "task_id": record.task_id, "task_type": record.task_type,
-            "task_status": status.value, "context_phase": status.value, "requirements": tr.dumps(record.requirements),
-            "dependencies": tr.dumps(record.dependencies), "priority": record.priority,
-            "retry_count": 0, "estimated_duration_ms": record.estimated_duration_ms,
-            "task_batch_id": record.batch_id, "created_at": now,
-            "priority_rank": tr.priority_rank(record.priority), "waiting_on": waiting,
-            "max_retries": record.max_retries, "blocked_by": root,
-            "error_message": None if root is None else f"blocked: dependency {root} did not complete",
-            "idempotency_key": record.idempotency_key,
+    def _blocking_roots(batch: tr.TaskBatch, order: list[int], states: dict,
+                        reused: set[str]) -> dict[int, str]:
+        """Record position -> the failed or cancelled task that blocks it from birth: a
+        dependency already failed, cancelled or blocked, or a record of the batch that is
+        blocked (records taken in dependency order, so blocks propagate)."""
+        roots: dict[int, str] = {}
+        if not any(status in _BLOCKING for status, _ in states.values()):
+            return roots  # nothing existing blocks, so nothing in the batch is blocked
+        blocked = {tid: root if status is BLOCKED else tid
+                   for tid, (status, root) in states.items() if status in _BLOCKING}
+        for i in order:
+            if batch.task_id[i] in reused:
+                continue
+            for dep in batch.dependencies[i]:
+                if dep in blocked:
+                    roots[i] = blocked[batch.task_id[i]] = blocked[dep]
+                    break
+        return roots
+
+    @staticmethod
+    def _task_rows(batch: tr.TaskBatch, fresh: list[int], roots: dict[int, str],
+                   completed: set[str], now: datetime) -> pd.DataFrame:
+        """The new task rows, column by column (each row is its own creation event);
+        columns without a value are left to their default (NULL)."""
+        def column(values: list) -> list:
+            return values if len(fresh) == len(batch) else [values[i] for i in fresh]
+
+        def maybe(values: list) -> list | None:
+            return None if all(x is None for x in values) else values
+
+        dependencies = column(batch.dependencies)
+        rank = {p: tr.priority_rank(p) for p in PRIORITIES}
+        if roots:
+            status = [BLOCKED.value if i in roots else PENDING.value for i in fresh]
+            outcome = ["blocked" if i in roots else "ongoing" for i in fresh]
+            blocked_by = [roots.get(i) for i in fresh]
+            error = [f"blocked: dependency {roots[i]} did not complete" if i in roots else None
+                     for i in fresh]
+        else:
+            status, outcome, blocked_by, error = PENDING.value, "ongoing", None, None
+        estimated = maybe(column(batch.estimated_duration_ms))
+        columns = {
+            "timestamp": pd.Timestamp(now), "created_at": pd.Timestamp(now),
+            "event_type": "task", "content": column(batch.content), "outcome": outcome,
+            "task_id": column(batch.task_id), "task_type": column(batch.task_type),
+            "task_status": status, "context_phase": status,
+            "requirements": tr.dumps_many(column(batch.requirements)),
+            "dependencies": tr.dumps_many(dependencies),
+            "priority": column(batch.priority), "retry_count": 0,
+            "estimated_duration_ms": None if estimated is None
+            else pd.array(estimated, dtype="Int64"),
+            "task_batch_id": maybe(column(batch.batch_id)),
+            "priority_rank": np.array([rank[p] for p in column(batch.priority)], dtype=np.int16),
+            "waiting_on": [len(d) - sum(x in completed for x in d) for d in dependencies]
+            if completed else list(map(len, dependencies)),
+            "max_retries": column(batch.max_retries), "blocked_by": blocked_by,
+            "error_message": error, "idempotency_key": maybe(column(batch.idempotency_key)),
         }
+        return pd.DataFrame({name: values for name, values in columns.items()
+                             if values is not None}, index=range(len(fresh)))
+
+    def _reuse_idempotent(self, batch: tr.TaskBatch) -> set[str]:
+        """Give records whose idempotency key is already used the existing task's id;
+        return those ids. The same key with other content is a DuplicateTaskError."""
+        keys = [k for k in batch.idempotency_key if k is not None]
+        found = self.episodic.find_by_idempotency_keys(keys) if keys else {}
+        reused = set()
+        for i, key in enumerate(batch.idempotency_key):
+            row = found.get(key) if key is not None else None
+            if row is None:
+                continue
+            if (row["content"], row["task_type"]) != (batch.content[i], batch.task_type[i]):
+                raise DuplicateTaskError(
+                    f"idempotency_key {shown(key)} already names task {row['task_id']} "
+                    "with other content")
+            batch.task_id[i] = row["task_id"]
+            reused.add(row["task_id"])
+        return reused
 
     def _log(self, task_id: str, before: TaskStatus | None, after: TaskStatus,
              agent_id: str | None, now: datetime, detail: str = "") -> None:
-        self._log_many([(task_id, before, after, agent_id, detail)], now)
+        self._log_many([([task_id], before, after, agent_id, detail)], now)
 
-    def _log_many(self, transitions: list[tuple], now: datetime) -> None:
-        """Record (task_id, from, to, agent_id, detail) transitions as episodic events."""
-        if not transitions:
-            return
-        self.episodic.record_transitions(
-            [t[0] for t in transitions], [t[2].value for t in transitions],
-            [json.dumps({"from_status": before and before.value, "to_status": after.value,
-                         "agent_id": agent, "detail": detail})
-             for _, before, after, agent, detail in transitions], now)
+    def _log_many(self, moves: list[tuple], now: datetime) -> None:
+        """Record transitions as episodic events, in one statement: each move is
+        (task_ids, from, to, agent_id, detail), the same step of many tasks; a task's
+        moves are recorded in the order given."""
+        task_ids: list[str] = []
+        statuses: list[str] = []
+        contents: list[str] = []
+        for ids, before, after, agent, detail in moves:
+            task_ids += ids
+            statuses += [after.value] * len(ids)
+            contents += [json.dumps({"from_status": before and before.value,
+                                     "to_status": after.value, "agent_id": agent,
+                                     "detail": detail})] * len(ids)
+        if task_ids:
+            self.episodic.record_transitions(task_ids, statuses, contents, now)
 
     # ------------------------------------------------------------------ handing out
     def assign_task(self, task_id: str, agent_id: str) -> Task:
@@ -205,12 +283,13 @@ class TaskQueue:
         with self.db.transaction():
             now = self.clock()
             tasks = self.episodic.claim(agent_id, n, RUNNING if start else ASSIGNED, now,
-                                        self._lease(now)) if n else []
-            if not tasks and self.graph.agent_profile(agent_id) is None:
+                                        self._lease(now))
+            if tasks is None:
                 raise AgentNotFoundError(f"agent {shown(agent_id)} is not registered")
-            steps = [(t.id, PENDING, ASSIGNED, agent_id, "claimed") for t in tasks]
+            ids = [t.id for t in tasks]
+            steps = [(ids, PENDING, ASSIGNED, agent_id, "claimed")]
             if start:
-                steps += [(t.id, ASSIGNED, RUNNING, agent_id, "started") for t in tasks]
+                steps.append((ids, ASSIGNED, RUNNING, agent_id, "started"))
             self._log_many(steps, now)
         return tasks
 
@@ -244,23 +323,31 @@ class TaskQueue:
             return []
         with self.db.transaction():
             now = self.clock()
-            tasks = {t.id: t for t in self.episodic.complete(task_ids, texts, durations, now)}
+            current = self.episodic.lock_tasks(task_ids)
             for task_id in task_ids:
-                if task_id not in tasks:
-                    self._changed(task_id, "complete", None)  # raises: unknown or not running
+                task = current.get(task_id)
+                if task is None:
+                    raise TaskNotFoundError(f"task {shown(task_id)} does not exist")
+                if task.status is not RUNNING:
+                    raise InvalidTransitionError(task_id, task.status.value, "complete")
+            tasks = self.episodic.complete([current[t] for t in task_ids], texts, durations, now)
             self.episodic.release_dependents(task_ids)
-            finished = [t for t in tasks.values() if t.assigned_to is not None]
-            if finished:
+            by_agent: dict[str, list[int]] = {}  # agent -> [completed, success_ms]
+            for task in tasks:
+                if task.assigned_to is not None:
+                    figures = by_agent.setdefault(task.assigned_to, [0, 0])
+                    figures[0] += 1
+                    figures[1] += task.execution_duration_ms or 0
+            if by_agent:
                 self.meta.record_outcomes(
-                    [t.assigned_to for t in finished], now, completed=[1] * len(finished),
-                    failed=[0] * len(finished),
-                    success_ms=[t.execution_duration_ms for t in finished])
-            self._log_many([(t.id, RUNNING, COMPLETED, t.assigned_to, "completed")
-                            for t in tasks.values()], now)
-        ordered = [tasks[tid] for tid in task_ids]
-        for task, text in zip(ordered, texts):
-            task.result = text
-        return ordered
+                    list(by_agent), now, completed=[f[0] for f in by_agent.values()],
+                    failed=[0] * len(by_agent), success_ms=[f[1] for f in by_agent.values()])
+            by_assignee: dict[str | None, list[str]] = {}
+            for task in tasks:
+                by_assignee.setdefault(task.assigned_to, []).append(task.id)
+            self._log_many([(ids, RUNNING, COMPLETED, agent, "completed")
+                            for agent, ids in by_assignee.items()], now)
+        return tasks
 
     def fail_task(self, task_id: str, error: str, should_retry: bool = True) -> Task:
         """assigned/running -> pending (a retry, after a back-off) or failed for good.
@@ -302,12 +389,12 @@ class TaskQueue:
         return cancelled
 
     def _block_downstream(self, root: str, verb: str, now: datetime) -> list[str]:
-        dag = self._current_dag()
-        if root not in dag:
+        downstream = self._current_dag().descendants(root)
+        if not downstream:
             return []
         reason = f"blocked: dependency {root} {verb}"
-        blocked = self.episodic.block(sorted(nx.descendants(dag, root)), root, reason)
-        self._log_many([(t, PENDING, BLOCKED, None, reason) for t in blocked], now)
+        blocked = self.episodic.block(sorted(downstream), root, reason)
+        self._log_many([(blocked, PENDING, BLOCKED, None, reason)], now)
         return blocked
 
     # ------------------------------------------------------------------ leases
@@ -397,7 +484,7 @@ class TaskQueue:
         """Tasks as a DataFrame, one row per task, in queue order."""
         frame = self.episodic.tasks_frame(v.statuses(status), v.optional_text("agent_id", agent_id))
         for column in ("requirements", "dependencies"):
-            frame[column] = [json.loads(x) for x in frame[column]]
+            frame[column] = json_lists(frame[column].tolist())
         return frame
 
     def history_frame(self) -> pd.DataFrame:
@@ -406,19 +493,27 @@ class TaskQueue:
 
     def dependency_graph(self) -> nx.DiGraph:
         """A copy of the task DAG: every task a node (with status, priority, task_type),
-        edges from a dependency to the task that waits on it."""
-        graph = self._current_dag().copy()
-        frame = self.episodic.tasks_frame()
-        for tid, status, priority, task_type in zip(
-                frame["task_id"], frame["status"], frame["priority"], frame["task_type"]):
-            graph.add_node(tid, status=status, priority=priority, task_type=task_type)
+        edges from a dependency to the task that waits on it. Built from the database
+        each time, so it is current and the caller may change it."""
+        graph = nx.DiGraph()
+        same: dict[str, str] = {}  # one str object per distinct status, priority or type
+        with paused_gc():
+            for edges in self.episodic.dependency_edge_chunks():
+                graph.add_edges_from(edges)
+            for nodes in self.episodic.task_node_chunks():
+                graph.add_nodes_from(
+                    (tid, {"status": same.setdefault(status, status),
+                           "priority": same.setdefault(priority, priority),
+                           "task_type": same.setdefault(task_type, task_type)})
+                    for tid, status, priority, task_type in nodes)
         return graph
 
-    def _current_dag(self) -> nx.DiGraph:
+    def _current_dag(self) -> _Downstream:
         version = self.db.version("dag")
         if version != self._dag_version:
-            dag = nx.DiGraph()
-            dag.add_edges_from(self.episodic.dependency_edges())
+            dag = _Downstream()
+            for edges in self.episodic.dependency_edge_chunks():
+                dag.add(edges)
             self._dag, self._dag_version = dag, version
         return self._dag
 

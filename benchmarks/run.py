@@ -191,6 +191,16 @@ def bench_routing(n_agents: int, n_single: int, n_batch: int) -> list[Row]:
             python_loop_route(agents, task["requirements"])
 
         loop_singles = [timed(python_single) for _ in range(n_single)]
+
+        def statements_only() -> None:  # route_task's reads and write, and nothing else
+            orch.graph.version()
+            orch.meta.all_agent_figures()
+            orch.meta.record_decision(
+                decided_at=datetime.now(UTC), task_id=None, requirements="[]",
+                candidates="[]", scores="{}", components="{}", selected_agent=None,
+                weights="{}", reason="benchmark: statements only", source="benchmark")
+
+        floor = statistics.median(timed(statements_only) for _ in range(n_single)) * 1000
         rng = np.random.default_rng(2)
         tasks = [{"id": str(i), "requirements": list(rng.choice(
             [f"skill{k}" for k in range(20)], size=rng.integers(0, 3), replace=False))}
@@ -213,7 +223,8 @@ def bench_routing(n_agents: int, n_single: int, n_batch: int) -> list[Row]:
     p50, loop_p50 = statistics.median(singles) * 1000, statistics.median(loop_singles) * 1000
     return [
         {"benchmark": f"route_task over {n_agents:,} agents, p50", "value": p50, "unit": "ms",
-         "ratio_of": "goal <= 2 ms"},
+         "ratio_of": f"goal <= 2 ms; its 3 statements alone: {floor:.2f} ms",
+         "statements_ms": floor},
         {"benchmark": "  plain Python loop, p50", "value": loop_p50, "unit": "ms",
          "ratio": loop_p50 / p50, "ratio_of": "loop time / ours"},
         {"benchmark": f"route_batch {n_batch:,} tasks x {n_agents:,} agents", "value": batch,

@@ -71,8 +71,8 @@ async def call(client: Client, name: str, **arguments: Any) -> dict[str, Any]:
 
 
 # --------------------------------------------------------------------------- stdio
-def test_stdio_server_runs_tools_and_persists(tmp_path):
-    db = tmp_path / "stdio.duckdb"
+def test_stdio_server_runs_tools_and_persists(tmp_path, database_url):
+    db = database_url() or tmp_path / "stdio.duckdb"  # a file, or a PostgreSQL URL
     params = StdioServerParameters(
         command=sys.executable,
         args=["-m", "athena_orch", "mcp", "--db", str(db)],

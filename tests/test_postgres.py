@@ -182,3 +182,32 @@ def test_urls_are_shown_without_passwords():
     assert shown_target("postgresql://u:pw@h:5432/db") == "postgresql://u:***@h:5432/db"
     assert shown_target("postgresql://u@h/db?password=pw&x=1") == "postgresql://u@h/db?password=***&x=1"
     assert shown_target("orch.duckdb") == "orch.duckdb"
+
+
+@postgres_only
+def test_processes_submitting_one_idempotency_key_at_once_get_one_task(database_url):
+    url = database_url()
+    managers = [athena_orch.connect(url) for _ in range(4)]
+    barrier = threading.Barrier(len(managers))
+    ids: list[str] = []
+    errors: list[BaseException] = []
+
+    def submit(orch) -> None:
+        barrier.wait()
+        try:
+            ids.append(orch.queue.create_task("once", "t", idempotency_key="job-1"))
+        except BaseException as exc:  # noqa: BLE001 - reported below
+            errors.append(exc)
+
+    try:
+        threads = [threading.Thread(target=submit, args=(m,)) for m in managers]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(timeout=60)
+        assert not errors, errors
+        assert len(ids) == 4 and len(set(ids)) == 1
+        assert len(managers[0].queue.query_tasks()) == 1
+    finally:
+        for m in managers:
+            m.close()

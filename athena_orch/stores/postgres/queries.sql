@@ -13,56 +13,77 @@ SELECT pg_advisory_xact_lock(7463922841);
 -- New task rows in bulk, streamed with COPY (the frame's columns fill {columns}).
 COPY episodic_events ({columns}) FROM STDIN;
 
+-- name: transitions_insert_frame
+COPY episodic_events ({columns}) FROM STDIN;
+
 -- name: dependencies_insert
 COPY task_dependencies ({columns}) FROM STDIN;
 
 -- name: decisions_insert
 COPY routing_decisions ({columns}) FROM STDIN;
 
--- name: tasks_claim
--- As in DuckDB, plus the locks that let many processes claim at once: the agent's row
--- (claims for one agent queue up, so its capacity holds) and the chosen task rows, with
--- SKIP LOCKED so claimers for different agents never wait on each other's tasks.
-WITH agent AS (
-    SELECT CASE WHEN (properties::jsonb ->> 'active')::boolean
-                THEN (properties::jsonb ->> 'max_concurrent_tasks')::integer ELSE 0 END AS capacity
-    FROM graph_entities WHERE entity_id = $agent_key::text
-    FOR UPDATE),
-capabilities AS (
+-- name: agent_capacity
+-- As in DuckDB, and the agent's row stays locked until the transaction ends: claims for
+-- one agent queue up here, so the pick that follows (a new snapshot) sees the load the
+-- previous claim left, and the agent's capacity holds.
+SELECT CASE WHEN (properties::jsonb ->> 'active')::boolean
+            THEN (properties::jsonb ->> 'max_concurrent_tasks')::integer ELSE 0 END
+FROM graph_entities WHERE entity_id = $agent_key::text
+FOR UPDATE;
+
+-- name: tasks_claim_pick
+-- As in DuckDB, locking the chosen rows with SKIP LOCKED, so claimers for different
+-- agents never wait on each other's tasks.
+WITH capabilities AS (
     SELECT coalesce(array_agg(target_id), '{}') AS targets FROM graph_relations
     WHERE source_id = $agent_key::text AND relation_type = $relation_type::text),
 free AS (
-    SELECT greatest(coalesce((SELECT capacity FROM agent), 0)
+    SELECT greatest($capacity::integer
                     - (SELECT count(*) FROM episodic_events
                        WHERE assigned_to = $agent_id::text
-                         AND task_status IN ('assigned', 'running')), 0) AS slots),
-chosen AS (
-    SELECT t.id FROM episodic_events t
-    WHERE t.task_status = 'pending' AND t.waiting_on = 0
-      AND (t.retry_until IS NULL OR t.retry_until <= $now::timestamptz)
-      AND ARRAY(SELECT $capability_prefix::text || r
-                FROM jsonb_array_elements_text(t.requirements::jsonb) r)
-          <@ (SELECT targets FROM capabilities)
-    ORDER BY t.priority_rank, t.created_at, t.id
-    LIMIT least($limit::bigint, (SELECT slots FROM free))
-    FOR UPDATE OF t SKIP LOCKED)
-UPDATE episodic_events e
+                         AND task_status IN ('assigned', 'running')), 0) AS slots)
+SELECT t.id, t.task_id, t.content, t.task_type, t.task_status, t.priority, t.priority_rank,
+       t.requirements, t.dependencies, t.assigned_to, t.created_at, t.assigned_at,
+       t.started_at, t.completed_at, t.retry_until, t.lease_until, t.error_message,
+       t.retry_count, t.execution_duration_ms, t.max_retries, t.estimated_duration_ms,
+       t.result_task_id, t.blocked_by, t.task_batch_id, t.idempotency_key, t.success
+FROM episodic_events t
+WHERE t.task_status = 'pending' AND t.waiting_on = 0
+  AND (t.retry_until IS NULL OR t.retry_until <= $now::timestamptz)
+  AND ARRAY(SELECT $capability_prefix::text || r
+            FROM jsonb_array_elements_text(t.requirements::jsonb) r)
+      <@ (SELECT targets FROM capabilities)
+ORDER BY t.priority_rank, t.created_at, t.id
+LIMIT least($limit::bigint, (SELECT slots FROM free))
+FOR UPDATE OF t SKIP LOCKED;
+
+-- name: tasks_claim_mark
+UPDATE episodic_events
 SET task_status = $status::text, assigned_to = $agent_id::text, assigned_at = $now::timestamptz,
     started_at = CASE WHEN $status::text = 'running' THEN $now::timestamptz END,
     lease_until = $lease_until::timestamptz
-FROM chosen WHERE e.id = chosen.id
-RETURNING e.*;
+WHERE task_id = ANY($task_ids::text[]) AND task_status = 'pending';
+
+-- name: tasks_lock
+-- As in DuckDB, locked until the transaction ends, in one order (no deadlocks).
+SELECT id, task_id, content, task_type, task_status, priority, requirements, dependencies,
+       assigned_to, created_at, assigned_at, started_at, completed_at, retry_until,
+       lease_until, error_message, retry_count, execution_duration_ms, max_retries,
+       estimated_duration_ms, result_task_id, blocked_by, task_batch_id, idempotency_key,
+       success
+FROM episodic_events
+WHERE task_id = ANY($task_ids::text[])
+ORDER BY id
+FOR UPDATE;
 
 -- name: tasks_complete
 UPDATE episodic_events
 SET task_status = 'completed', completed_at = $now::timestamptz,
-    execution_duration_ms = coalesce(
-        i.duration_ms, (extract(epoch FROM $now::timestamptz - started_at) * 1000)::bigint),
-    success = TRUE, result_task_id = i.result_event_id, lease_until = NULL, outcome = 'success'
+    execution_duration_ms = i.duration_ms, success = TRUE, result_task_id = i.result_event_id,
+    lease_until = NULL, outcome = 'success'
 FROM (SELECT unnest($task_ids::text[]) AS task_id, unnest($durations::bigint[]) AS duration_ms,
              unnest($event_ids::bigint[]) AS result_event_id) i
-WHERE episodic_events.task_id = i.task_id AND episodic_events.task_status = 'running'
-RETURNING episodic_events.*;
+WHERE episodic_events.task_id = i.task_id AND episodic_events.task_status = 'running';
 
 -- name: task_states
 -- Status and blocking root of the given tasks, held FOR SHARE until the transaction ends:
@@ -99,12 +120,12 @@ ORDER BY id;
 SELECT task_id, content, task_type, task_status AS status, priority, requirements,
        dependencies, assigned_to, created_at, assigned_at, started_at, completed_at,
        retry_count, max_retries, retry_until, lease_until, execution_duration_ms,
-       estimated_duration_ms, error_message AS error, blocked_by, waiting_on, task_batch_id
+       estimated_duration_ms, error_message AS error, blocked_by, waiting_on, task_batch_id,
+       priority_rank, id
 FROM episodic_events
 WHERE task_id IS NOT NULL
   AND ($statuses::text[] IS NULL OR task_status = ANY($statuses::text[]))
-  AND ($agent_id::text IS NULL OR assigned_to = $agent_id::text)
-ORDER BY priority_rank, created_at, id;
+  AND ($agent_id::text IS NULL OR assigned_to = $agent_id::text);
 
 -- name: transitions_frame
 SELECT id AS event_id, timestamp AS at, task_id, content FROM (
@@ -136,3 +157,9 @@ ON CONFLICT (agent_id) DO UPDATE SET
     total_failed = agent_metrics.total_failed + excluded.total_failed,
     total_success_ms = agent_metrics.total_success_ms + excluded.total_success_ms,
     last_updated = excluded.last_updated;
+
+-- name: idempotency_keys_lock
+-- A transaction-long advisory lock per key, taken in one order (no deadlocks): a second
+-- writer of the same key waits, then its next statement sees the first one's task.
+SELECT count(pg_advisory_xact_lock(h)) FROM (
+    SELECT DISTINCT hashtextextended(k, 0) AS h FROM unnest($keys::text[]) AS k ORDER BY h) AS keys;

@@ -120,7 +120,7 @@ def mcp_rate(n: int, folder: Path) -> float:
     return n / wall
 
 
-SIZES = {"full": {"one": 1000, "batch": 20_000}, "quick": {"one": 40, "batch": 400}}
+SIZES = {"full": {"one": 600, "batch": 20_000}, "quick": {"one": 40, "batch": 400}}
 
 
 def main() -> int:

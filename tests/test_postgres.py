@@ -211,3 +211,11 @@ def test_processes_submitting_one_idempotency_key_at_once_get_one_task(database_
     finally:
         for m in managers:
             m.close()
+
+
+def test_without_psycopg_the_error_says_what_to_install(monkeypatch):
+    import athena_orch.stores.postgres as backend
+
+    monkeypatch.setattr(backend, "psycopg", None)
+    with pytest.raises(StorageError, match=r"athena-orch\[postgres\]"):
+        athena_orch.connect("postgresql://u@127.0.0.1:1/db")

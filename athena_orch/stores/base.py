@@ -9,6 +9,7 @@ queue's logic never forks by backend. Backend errors never leave a backend untra
 from __future__ import annotations
 
 import threading
+from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime
@@ -26,7 +27,7 @@ def utcnow() -> datetime:
     return datetime.now(UTC)
 
 
-class SQLDatabase:
+class SQLDatabase(ABC):
     """A database with the athena-orch schema; subclasses supply the connection.
 
     ``tracer``, if given, is called with ``(sql, params)`` before every statement.
@@ -50,22 +51,25 @@ class SQLDatabase:
     # ------------------------------------------------------------------ backend hooks
     path: str
 
+    @abstractmethod
     def _open(self) -> Any:
-        raise NotImplementedError
+        """The backend's connection (errors as StorageError)."""
 
+    @abstractmethod
     def _run(self, sql: str, params: dict, label: str) -> Any:
         """Run one statement; return a cursor with ``description`` and ``fetchall()``."""
-        raise NotImplementedError
 
+    @abstractmethod
     def fetch_frame(self, name: str, /, **params: Any) -> pd.DataFrame:
-        raise NotImplementedError
+        """The named query's rows as a DataFrame (timestamps as datetime64 in UTC)."""
 
+    @abstractmethod
     def insert_frame(self, name: str, frame: pd.DataFrame, /, **params: Any) -> None:
         """Insert the rows of ``frame`` with the named bulk statement."""
-        raise NotImplementedError
 
+    @abstractmethod
     def close(self) -> None:
-        raise NotImplementedError
+        """Close the connection."""
 
     # ------------------------------------------------------------------ schema
     def _migrate(self) -> None:

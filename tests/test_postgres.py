@@ -47,6 +47,30 @@ def _workers(url: str, agents: list[str], batch: int, sync: Path) -> list[dict]:
     return reports
 
 
+def at_once(n: int, fn) -> list:
+    """``fn(i)`` for i < n, in n threads released together; their results. An exception in
+    any thread, or a thread still running after two minutes, fails the test."""
+    barrier = threading.Barrier(n)
+    results: list = [None] * n
+    errors: list[BaseException] = []
+
+    def run(i: int) -> None:
+        barrier.wait()
+        try:
+            results[i] = fn(i)
+        except BaseException as exc:  # noqa: BLE001 - reported below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=run, args=(i,)) for i in range(n)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=120)
+    assert not errors, errors
+    assert not any(t.is_alive() for t in threads)
+    return results
+
+
 @postgres_only
 @pytest.mark.parametrize("batch", [0, 5], ids=["one-at-a-time", "batches"])
 def test_eight_processes_claim_every_task_exactly_once(database_url, batch, tmp_path):
@@ -78,23 +102,18 @@ def test_eight_processes_claim_every_task_exactly_once(database_url, batch, tmp_
 
 
 @postgres_only
-def test_processes_claiming_for_one_agent_never_exceed_its_capacity(database_url):
+def test_connections_claiming_for_one_agent_never_exceed_its_capacity(database_url):
     url = database_url()
     with athena_orch.connect(url) as orch:
         orch.registry.register_agent("solo", ["python"], {"max_concurrent_tasks": 3})
         orch.queue.create_tasks([{"content": f"t{i}", "task_type": "t", "requirements": ["python"]}
                                  for i in range(40)])
-    held: list[int] = []
-
-    def claim_many(n: int) -> None:
-        with athena_orch.connect(url) as mine:
-            held.append(len(mine.queue.claim_tasks("solo", n)))
-
-    threads = [threading.Thread(target=claim_many, args=(3,)) for _ in range(6)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join(timeout=60)
+    managers = [athena_orch.connect(url) for _ in range(6)]
+    try:
+        held = at_once(6, lambda i: len(managers[i].queue.claim_tasks("solo", 3)))
+    finally:
+        for m in managers:
+            m.close()
     assert sum(held) == 3  # six connections asked for 3 each; the agent holds 3 at most
     with athena_orch.connect(url) as orch:
         assert orch.registry.get_agent("solo").current_load == 3
@@ -136,24 +155,15 @@ def test_a_failed_statement_rolls_back_and_the_connection_stays_usable(database_
 
 
 @postgres_only
-def test_two_processes_opening_a_new_database_at_once_migrate_it_once(database_url):
+def test_connections_opening_a_new_database_at_once_migrate_it_once(database_url):
     url = database_url()
-    opened: list[int] = []
-    errors: list[BaseException] = []
 
-    def open_it() -> None:
-        try:
-            with athena_orch.connect(url) as orch:
-                opened.append(orch.db.schema_version)
-        except BaseException as exc:  # noqa: BLE001 - reported below
-            errors.append(exc)
+    def open_it(_: int) -> int:
+        with athena_orch.connect(url) as orch:
+            return orch.db.schema_version
 
-    threads = [threading.Thread(target=open_it) for _ in range(4)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join(timeout=60)
-    assert not errors and opened == [1] * 4
+    opened = at_once(4, open_it)
+    assert opened == [1] * 4
     db = open_database(url)
     try:
         assert [r[0] for r in db.fetch_rows("migrations_applied")] == [1]
@@ -185,27 +195,12 @@ def test_urls_are_shown_without_passwords():
 
 
 @postgres_only
-def test_processes_submitting_one_idempotency_key_at_once_get_one_task(database_url):
+def test_connections_submitting_one_idempotency_key_at_once_get_one_task(database_url):
     url = database_url()
     managers = [athena_orch.connect(url) for _ in range(4)]
-    barrier = threading.Barrier(len(managers))
-    ids: list[str] = []
-    errors: list[BaseException] = []
-
-    def submit(orch) -> None:
-        barrier.wait()
-        try:
-            ids.append(orch.queue.create_task("once", "t", idempotency_key="job-1"))
-        except BaseException as exc:  # noqa: BLE001 - reported below
-            errors.append(exc)
-
     try:
-        threads = [threading.Thread(target=submit, args=(m,)) for m in managers]
-        for t in threads:
-            t.start()
-        for t in threads:
-            t.join(timeout=60)
-        assert not errors, errors
+        ids = at_once(4, lambda i: managers[i].queue.create_task(
+            "once", "t", idempotency_key="job-1"))
         assert len(ids) == 4 and len(set(ids)) == 1
         assert len(managers[0].queue.query_tasks()) == 1
     finally:

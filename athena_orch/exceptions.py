@@ -55,6 +55,12 @@ class InvalidTransitionError(OrchestrationError):
         super().__init__(f"{message} ({detail})" if detail else message)
 
 
+class StaleAttemptError(InvalidTransitionError):
+    """The caller named an attempt (agent and/or attempt number) that is no longer the
+    task's current one: its lease ran out and the task was requeued or handed to someone
+    else. Nothing was changed; the caller should drop the task."""
+
+
 class CapacityError(OrchestrationError):
     """The agent is already running as many tasks as it may."""
 

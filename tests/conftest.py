@@ -235,3 +235,21 @@ def transitions():
         return statuses
 
     return _transitions
+
+
+@pytest.fixture
+def unchanged(orch):
+    """``with unchanged():`` asserts that every table's contents (not just its row counts)
+    are the same after the block as before it: a refused call changed nothing."""
+    from contextlib import contextmanager
+
+    @contextmanager
+    def _unchanged(manager=None):
+        db = (manager or orch).db
+        before = db.table_contents()
+        yield
+        after = db.table_contents()
+        for table in before:
+            assert after[table] == before[table], f"{table} changed"
+
+    return _unchanged

@@ -144,6 +144,12 @@ class SQLDatabase(ABC):
             self._depth = 0
             self._run("COMMIT", {}, label="commit")
 
+    def table_contents(self) -> dict[str, list[tuple]]:
+        """Every row of every athena-orch table, in key order: what a test or an audit
+        compares to show that a refused call changed nothing."""
+        return {name.removeprefix("contents_"): self.fetch_rows(name)
+                for name in self._queries if name.startswith("contents_")}
+
     # ------------------------------------------------------------------ change counters
     def version(self, name: str) -> int:
         """Change counter of an in-memory index ('agents', 'dag')."""

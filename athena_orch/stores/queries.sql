@@ -403,3 +403,29 @@ INSERT INTO routing_decisions BY NAME SELECT * FROM incoming;
 
 -- name: decisions_frame
 SELECT * FROM routing_decisions ORDER BY decision_id;
+
+-- ---------------------------------------------------------------- audits
+
+-- name: contents_episodic_events
+SELECT * FROM episodic_events ORDER BY id;
+
+-- name: contents_task_dependencies
+SELECT * FROM task_dependencies ORDER BY task_id, depends_on;
+
+-- name: contents_event_subscriptions
+SELECT * FROM event_subscriptions ORDER BY id;
+
+-- name: contents_graph_entities
+SELECT * FROM graph_entities ORDER BY entity_id;
+
+-- name: contents_graph_relations
+SELECT * FROM graph_relations ORDER BY source_id, target_id, relation_type;
+
+-- name: contents_agent_metrics
+SELECT * FROM agent_metrics ORDER BY agent_id;
+
+-- name: contents_routing_decisions
+SELECT * FROM routing_decisions ORDER BY decision_id;
+
+-- name: contents_store_versions
+SELECT * FROM store_versions ORDER BY name;

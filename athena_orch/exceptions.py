@@ -73,6 +73,12 @@ class StorageError(OrchestrationError):
     """The database refused an operation; the original error is chained."""
 
 
+class TransactionConflictError(StorageError):
+    """A transaction lost a deadlock or serialization conflict and was rolled back; the
+    database's ``atomic`` retries such a transaction, so a caller sees this only inside an
+    outer transaction, which must be retried whole."""
+
+
 class DatabaseLockedError(StorageError):
     """Another process holds the DuckDB file open for writing."""
 

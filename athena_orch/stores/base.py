@@ -8,7 +8,10 @@ queue's logic never forks by backend. Backend errors never leave a backend untra
 
 from __future__ import annotations
 
+import itertools
+import random
 import threading
+import time
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -17,7 +20,7 @@ from typing import Any
 
 import pandas as pd
 
-from ..exceptions import SchemaVersionError, StorageError
+from ..exceptions import SchemaVersionError, StorageError, TransactionConflictError
 from .sql import Query, migrations, queries
 
 Tracer = Callable[[str, dict], None]
@@ -35,6 +38,11 @@ class SQLDatabase(ABC):
     """
 
     dialect: str = ""
+    #: How often :meth:`atomic` runs a transaction that keeps losing conflicts, and the
+    #: back-off between runs: jittered, from ``retry_delay`` doubling up to ``retry_delay_max``.
+    retry_attempts: int = 8
+    retry_delay: float = 0.002
+    retry_delay_max: float = 0.1
 
     def __init__(self, *, read_only: bool = False, tracer: Tracer | None = None):
         self.read_only = read_only
@@ -143,6 +151,37 @@ class SQLDatabase(ABC):
                 raise
             self._depth = 0
             self._run("COMMIT", {}, label="commit")
+
+    def atomic(self, fn: Callable[..., Any], /, *args: Any, **kwargs: Any) -> Any:
+        """``fn(*args, **kwargs)`` in one transaction; returns its result.
+
+        PostgreSQL aborts one of two transactions that wait on each other (deadlock) or
+        that would not serialise; the victim would succeed if run again. So the outermost
+        ``atomic`` rolls back and runs ``fn`` again after a short jittered back-off, at
+        most ``retry_attempts`` times, then raises :class:`StorageError`. Inside an outer
+        transaction it only joins it: the conflict aborted the whole outer transaction, so
+        only its owner can retry. ``fn`` must therefore be safe to run again: it should
+        only touch the database (and return what it read).
+        """
+        if self._in_transaction():
+            with self.transaction():
+                return fn(*args, **kwargs)
+        for attempt in itertools.count(1):
+            try:
+                with self.transaction():
+                    return fn(*args, **kwargs)
+            except TransactionConflictError as exc:
+                if attempt == self.retry_attempts:
+                    raise StorageError(
+                        f"gave up after {attempt} attempts: the transaction kept losing "
+                        f"deadlock or serialization conflicts ({exc})") from exc
+                backoff = min(self.retry_delay_max, self.retry_delay * 2 ** (attempt - 1))
+                time.sleep(random.uniform(backoff / 2, backoff))
+
+    def _in_transaction(self) -> bool:
+        """Whether this thread is inside a transaction of this database."""
+        with self._lock:  # another thread's transaction holds the lock until it ends
+            return self._depth > 0
 
     def table_contents(self) -> dict[str, list[tuple]]:
         """Every row of every athena-orch table, in key order: what a test or an audit

@@ -15,7 +15,7 @@ from typing import Any
 import duckdb
 import pandas as pd
 
-from ..exceptions import DatabaseLockedError, StorageError
+from ..exceptions import DatabaseLockedError, StorageError, TransactionConflictError
 from .base import SQLDatabase, Tracer
 
 _LOCK_HOLDER = re.compile(r"Conflicting lock is held in (.*?) \(PID (\d+)\)")
@@ -55,6 +55,11 @@ class Database(SQLDatabase):
             self.tracer(sql, params)
         try:
             return self._conn.execute(sql, params or None)
+        except duckdb.TransactionException as exc:
+            if "Conflict" not in str(exc):
+                raise StorageError(f"{label} failed: {exc}") from exc
+            raise TransactionConflictError(f"{label} lost a write-write conflict with another "
+                                           f"connection and was rolled back: {exc}") from exc
         except duckdb.Error as exc:
             raise StorageError(f"{label} failed: {exc}") from exc
 

@@ -15,7 +15,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from ..exceptions import StorageError
+from ..exceptions import StorageError, TransactionConflictError
 from .base import SQLDatabase, Tracer
 
 try:
@@ -24,6 +24,9 @@ try:
 except ImportError:  # the optional extra is not installed
     psycopg = None
 
+# SQLSTATEs of a transaction the server aborted for a deadlock or a serialization failure:
+# run again, it succeeds (SQLDatabase.atomic does). A lock timeout (55P03) is not one.
+_CONFLICTS = {"40P01", "40001"}
 _PASSWORD = re.compile(r"(://[^:/@]*:)[^@]*@|(password=)[^&\s]*")
 TIMESTAMPTZ_OID, TIMESTAMP_OID = 1184, 1114
 INTEGER_OIDS = {20, 21, 23}  # bigint, smallint, integer
@@ -69,7 +72,7 @@ class PostgresDatabase(SQLDatabase):
         try:
             return self._conn.execute(sql, params or None)
         except psycopg.Error as exc:
-            raise StorageError(f"{label} failed: {exc}") from exc
+            raise _translated(exc, label) from exc
 
     def fetch_frame(self, name: str, /, **params: Any) -> pd.DataFrame:
         """The rows as a DataFrame typed as DuckDB's ``.df()`` types them: timestamps as
@@ -120,6 +123,14 @@ class PostgresDatabase(SQLDatabase):
     def close(self) -> None:
         with self._lock:
             self._conn.close()
+
+
+def _translated(exc: Exception, label: str) -> StorageError:
+    """A psycopg error as athena-orch's: conflicts that a retry resolves get their own class."""
+    if getattr(exc, "sqlstate", None) in _CONFLICTS:
+        return TransactionConflictError(f"{label} lost a conflict with another transaction "
+                                        f"and was rolled back: {exc}")
+    return StorageError(f"{label} failed: {exc}")
 
 
 def _plain(value: Any, integer: bool) -> Any:

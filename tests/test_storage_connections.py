@@ -8,14 +8,30 @@ Everything runs against real databases, threads and processes.
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
 import threading
+from contextlib import contextmanager
+from pathlib import Path
 
 import psycopg
 import pytest
 from conftest import postgres_only
 
-from athena_orch.exceptions import StorageError, TransactionConflictError
+import athena_orch
+from athena_orch.exceptions import DatabaseLockedError, StorageError, TransactionConflictError
 from athena_orch.stores import open_database
+
+ROOT = Path(athena_orch.__file__).resolve().parents[1]
+
+
+@contextmanager
+def unchanged_file(orch):
+    """Asserts that every table's contents are the same after the block as before it."""
+    before = orch.db.table_contents()
+    yield
+    assert orch.db.table_contents() == before
 
 
 def _versions(db) -> tuple[int, int]:
@@ -156,3 +172,135 @@ def test_atomic_returns_what_fn_returns_and_passes_its_arguments(db):
 
     before = db.version("agents")
     assert db.atomic(bump, "agents", times=2) == before + 2
+
+
+# ------------------------------------------------- one DuckDB file, one database per process
+
+
+def _child(code: str, *args: str) -> subprocess.Popen:
+    """A Python process running ``code`` (with athena_orch importable) and these args."""
+    env = dict(os.environ, PYTHONPATH=str(ROOT) + os.pathsep + os.environ.get("PYTHONPATH", ""))
+    return subprocess.Popen([sys.executable, "-c", code, *args], stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True, env=env)
+
+
+def _drain(orch, agent: str, done: list[str]) -> None:
+    """Claim, start and complete tasks as ``agent`` until none is left."""
+    while (task := orch.queue.claim_task(agent)) is not None:
+        orch.queue.start_task(task.id)
+        orch.queue.complete_task(task.id, f"done by {agent}")
+        done.append(task.id)
+
+
+def test_two_connects_of_one_file_share_a_database_and_threads_drain_it_cleanly(tmp_path):
+    path = str(tmp_path / "shared.duckdb")
+    first, second = athena_orch.connect(path), athena_orch.connect(path)
+    try:
+        first.registry.register_agent("a", ["python"], {"max_concurrent_tasks": 4})
+        second.registry.register_agent("b", ["python"], {"max_concurrent_tasks": 4})
+        ids = first.queue.create_tasks([{"content": f"t{i}", "task_type": "t",
+                                         "requirements": ["python"]} for i in range(200)])
+        done: dict[str, list[str]] = {"a": [], "b": []}
+        errors: list[BaseException] = []
+        barrier = threading.Barrier(2)
+
+        def worker(orch, agent: str) -> None:
+            barrier.wait(timeout=30)
+            try:
+                _drain(orch, agent, done[agent])
+            except BaseException as exc:  # noqa: BLE001 - the test asserts on it
+                errors.append(exc)
+
+        threads = [threading.Thread(target=worker, args=(first, "a")),
+                   threading.Thread(target=worker, args=(second, "b"))]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join(timeout=120)
+            assert not thread.is_alive()
+        assert errors == []
+        assert sorted(done["a"] + done["b"]) == sorted(ids)  # each completed exactly once
+        assert done["a"] and done["b"], "both threads did some of the work"
+        stats = second.queue.get_queue_statistics()
+        assert stats.completed_count == 200 and stats.pending_count == 0
+
+        first.close()
+        later = second.queue.create_task("after the first closed", "t")
+        assert second.queue.get_task_status(later).status == "pending"
+        with pytest.raises(StorageError, match="closed"):
+            first.queue.create_task("through a closed manager", "t")
+    finally:
+        first.close()
+        second.close()
+    # both closed: the file is free for another process
+    child = _child("import sys, athena_orch\n"
+                   "with athena_orch.connect(sys.argv[1]) as orch:\n"
+                   "    orch.queue.create_task('from a third process', 't')\n"
+                   "    print(orch.queue.get_queue_statistics().total_count)", path)
+    out, err = child.communicate(timeout=60)
+    assert child.returncode == 0, err
+    assert out.split() == ["202"]
+
+
+def test_in_memory_databases_are_never_shared():
+    with athena_orch.connect() as first, athena_orch.connect(":memory:") as second:
+        first.queue.create_task("only in the first", "t")
+        assert second.queue.get_queue_statistics().total_count == 0
+
+
+def test_a_reader_beside_this_processs_writer_reads_along_and_cannot_write(tmp_path):
+    path = str(tmp_path / "beside.duckdb")
+    with athena_orch.connect(path) as writer:
+        first = writer.queue.create_task("before the reader", "t")
+        with athena_orch.connect(path, read_only=True) as reader:
+            assert [t.id for t in reader.queue.query_tasks()] == [first]
+            with pytest.raises(StorageError, match="read-only"), unchanged_file(writer):
+                reader.queue.create_task("through the reader", "t")
+            second = writer.queue.create_task("while the reader is open", "t")
+            assert {t.id for t in reader.queue.query_tasks()} == {first, second}
+        writer.queue.create_task("after the reader closed", "t")
+        assert writer.queue.get_queue_statistics().total_count == 3
+
+
+def test_a_writer_cannot_join_a_file_this_process_has_open_read_only(tmp_path):
+    path = str(tmp_path / "ro_first.duckdb")
+    athena_orch.connect(path).close()
+    with (athena_orch.connect(path, read_only=True),
+          pytest.raises(StorageError, match="already open read-only in this process")):
+        athena_orch.connect(path)
+    with athena_orch.connect(path) as orch:  # once the readers are gone, it opens
+        orch.queue.create_task("written", "t")
+
+
+# ---------------------------------------------------- who holds the file, in the error
+
+
+HOLD = """
+import sys, time, athena_orch
+orch = athena_orch.connect(sys.argv[1], read_only=sys.argv[2] == "ro")
+print("holding", flush=True)
+time.sleep(60)
+"""
+
+
+@pytest.mark.parametrize(("holder", "told"), [
+    ("rw", "open for writing in another process"),
+    ("ro", "open read-only in another process"),
+])
+def test_a_writer_is_told_whether_the_other_process_writes_or_only_reads(tmp_path, holder, told):
+    path = str(tmp_path / "held.duckdb")
+    athena_orch.connect(path).close()
+    child = _child(HOLD, path, holder)
+    try:
+        assert child.stdout.readline().strip() == "holding", child.stderr.read()
+        with pytest.raises(DatabaseLockedError) as caught:
+            athena_orch.connect(path)
+        message = str(caught.value)
+        assert told in message and f"PID {child.pid}" in message
+        if holder == "ro":
+            assert "close that reader" in message and "read_only=True" in message
+        else:
+            assert "mcp --http" in message
+    finally:
+        child.kill()
+        child.communicate()

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from ..exceptions import ValidationError
 from .base import SQLDatabase, Tracer
 from .database import Database
 from .episodic import EpisodicStore
@@ -14,10 +15,16 @@ from .postgres import PostgresDatabase, is_postgres_url
 
 
 def open_database(target: str | Path | None = None, *, read_only: bool = False,
-                  tracer: Tracer | None = None) -> SQLDatabase:
-    """A ``postgresql://`` URL opens PostgreSQL; a file path DuckDB; nothing, DuckDB in memory."""
+                  tracer: Tracer | None = None, pool_size: int | None = None) -> SQLDatabase:
+    """A ``postgresql://`` URL opens PostgreSQL; a file path DuckDB; nothing, DuckDB in memory.
+    ``pool_size`` (PostgreSQL only): how many connections this process's threads may use
+    at once (default 4)."""
     if is_postgres_url(target):
-        return PostgresDatabase(target, read_only=read_only, tracer=tracer)
+        pool = {} if pool_size is None else {"pool_size": pool_size}
+        return PostgresDatabase(target, read_only=read_only, tracer=tracer, **pool)
+    if pool_size is not None:
+        raise ValidationError("pool_size is for PostgreSQL: a DuckDB file has one connection "
+                              "per process, shared by its threads")
     return Database(target or ":memory:", read_only=read_only, tracer=tracer)
 
 

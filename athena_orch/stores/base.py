@@ -1,20 +1,21 @@
-"""What every storage backend shares: named queries, nested transactions, migrations,
-change counters and one lock per connection.
+"""What every storage backend shares: named queries, nested transactions and their
+retries, migrations and change counters.
 
-A backend (DuckDB in ``database.py``, PostgreSQL in ``postgres.py``) opens its connection,
-runs one statement, reads a frame and bulk-inserts one; everything else is here, so the
-queue's logic never forks by backend. Backend errors never leave a backend untranslated.
+A backend (DuckDB in ``database.py``, PostgreSQL in ``postgres.py``) decides how a thread
+gets a connection (``_hold``), runs one statement, reads a frame and bulk-inserts one;
+everything else is here, so the queue's logic never forks by backend. Backend errors
+never leave a backend untranslated.
 """
 
 from __future__ import annotations
 
 import itertools
 import random
-import threading
 import time
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
@@ -30,11 +31,21 @@ def utcnow() -> datetime:
     return datetime.now(UTC)
 
 
+@dataclass(eq=False)
+class Session:
+    """A connection held by one thread, and how deep its open transaction is nested
+    (0: none). A transaction keeps its session, so its statements share one connection."""
+
+    conn: Any
+    depth: int = 0
+
+
 class SQLDatabase(ABC):
-    """A database with the athena-orch schema; subclasses supply the connection.
+    """A database with the athena-orch schema; subclasses supply the connections.
 
     ``tracer``, if given, is called with ``(sql, params)`` before every statement.
-    Statements run under one lock: a connection must not be used by two threads at once.
+    A connection is never used by two threads at once: a thread holds it (``_hold``) for
+    one statement and its fetch, or for a whole transaction.
     """
 
     dialect: str = ""
@@ -47,25 +58,37 @@ class SQLDatabase(ABC):
     def __init__(self, *, read_only: bool = False, tracer: Tracer | None = None):
         self.read_only = read_only
         self.tracer = tracer
-        self._lock = threading.RLock()
-        self._depth = 0  # nesting of transaction()
         self._queries = queries(self.dialect)
-        self._conn = self._open()
-        self.execute("session_setup")
-        if not read_only:
-            self._migrate()
-        self._check_version()
+        try:
+            self._open()
+            if not read_only:
+                self._migrate()
+            self._check_version()
+        except BaseException:
+            self.close()
+            raise
 
     # ------------------------------------------------------------------ backend hooks
     path: str
 
     @abstractmethod
-    def _open(self) -> Any:
-        """The backend's connection (errors as StorageError)."""
+    def _open(self) -> None:
+        """Open the connection(s), each set up by the ``session_setup`` query (errors as
+        StorageError)."""
+
+    @abstractmethod
+    def _hold(self) -> AbstractContextManager[Session]:
+        """This thread's session, held until the block ends; reentrant, so a transaction
+        and every statement inside it hold the same one."""
 
     @abstractmethod
     def _run(self, sql: str, params: dict, label: str) -> Any:
-        """Run one statement; return a cursor with ``description`` and ``fetchall()``."""
+        """Run one statement on this thread's session; return a cursor with
+        ``description`` and ``fetchall()``, to be read while the session is held."""
+
+    def _statement(self) -> AbstractContextManager[Any]:
+        """What one statement and the reading of its rows run under."""
+        return self._hold()
 
     @abstractmethod
     def fetch_frame(self, name: str, /, **params: Any) -> pd.DataFrame:
@@ -109,15 +132,15 @@ class SQLDatabase(ABC):
     def execute(self, name: str, /, **params: Any) -> Any:
         """Run the named query of ``queries.sql`` with these parameters."""
         query: Query = self._queries[name]
-        with self._lock:
+        with self._statement():
             return self._run(query.text, query.bind(params), label=name)
 
     def fetch_rows(self, name: str, /, **params: Any) -> list[tuple]:
-        with self._lock:
+        with self._statement():
             return self.execute(name, **params).fetchall()
 
     def fetch_dicts(self, name: str, /, **params: Any) -> list[dict[str, Any]]:
-        with self._lock:
+        with self._statement():
             cursor = self.execute(name, **params)
             columns = [d[0] for d in cursor.description]
             return [dict(zip(columns, row)) for row in cursor.fetchall()]
@@ -132,25 +155,32 @@ class SQLDatabase(ABC):
 
     @contextmanager
     def transaction(self) -> Iterator[SQLDatabase]:
-        """All statements inside commit together or not at all; nesting joins the outer one."""
-        with self._lock:
-            if self._depth:
-                self._depth += 1
+        """All statements inside commit together or not at all; nesting (on the same
+        thread) joins the outer one. A failed ROLLBACK (a connection that broke) never
+        hides the error that caused it: it is added as a note."""
+        with self._hold() as session:
+            if session.depth:
+                session.depth += 1
                 try:
                     yield self
                 finally:
-                    self._depth -= 1
+                    session.depth -= 1
                 return
-            self._run("BEGIN", {}, label="begin")
-            self._depth = 1
+            self._run(self._begin, {}, label="begin")
+            session.depth = 1
             try:
                 yield self
-            except BaseException:
-                self._depth = 0
-                self._run("ROLLBACK", {}, label="rollback")
+            except BaseException as exc:
+                session.depth = 0
+                try:
+                    self._run("ROLLBACK", {}, label="rollback")
+                except StorageError as failed:
+                    exc.add_note(f"and the rollback failed: {failed}")
                 raise
-            self._depth = 0
+            session.depth = 0
             self._run("COMMIT", {}, label="commit")
+
+    _begin = "BEGIN"  # how a transaction starts
 
     def atomic(self, fn: Callable[..., Any], /, *args: Any, **kwargs: Any) -> Any:
         """``fn(*args, **kwargs)`` in one transaction; returns its result.
@@ -180,8 +210,8 @@ class SQLDatabase(ABC):
 
     def _in_transaction(self) -> bool:
         """Whether this thread is inside a transaction of this database."""
-        with self._lock:  # another thread's transaction holds the lock until it ends
-            return self._depth > 0
+        with self._hold() as session:
+            return session.depth > 0
 
     def table_contents(self) -> dict[str, list[tuple]]:
         """Every row of every athena-orch table, in key order: what a test or an audit

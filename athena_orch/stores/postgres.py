@@ -1,26 +1,33 @@
 """The scale-out backend: a PostgreSQL database through psycopg 3.
 
 Same schema, same named queries (PostgreSQL's own text where the dialects differ, in
-``postgres/queries.sql``), same semantics. Each process holds its own connection; claims
-lock rows with ``FOR UPDATE SKIP LOCKED``, so workers on many connections and machines
-never take the same task nor wait on each other's. psycopg errors never leave this
-module untranslated.
+``postgres/queries.sql``), same semantics. Claims lock rows with ``FOR UPDATE SKIP
+LOCKED``, so workers on many connections and machines never take the same task nor wait
+on each other's. The threads of a process draw connections from a small pool
+(psycopg_pool): they neither queue behind one connection nor need a process lock, and a
+connection the server dropped (restart, terminated backend) is replaced the next time it
+is taken. psycopg errors never leave this module untranslated.
 """
 
 from __future__ import annotations
 
 import re
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 import pandas as pd
 
-from ..exceptions import StorageError, TransactionConflictError
-from .base import SQLDatabase, Tracer
+from ..exceptions import StorageError, TransactionConflictError, ValidationError, shown
+from .base import Session, SQLDatabase, Tracer
 
 try:
     import psycopg
     from psycopg import sql as pgsql
+    from psycopg_pool import ConnectionPool, PoolClosed, PoolTimeout
 except ImportError:  # the optional extra is not installed
     psycopg = None
 
@@ -42,42 +49,152 @@ def shown_target(target: Any) -> str:
                          str(target))
 
 
+@dataclass
+class _Rows:
+    """A statement's whole result, read before its connection went back to the pool."""
+
+    description: Any
+    rows: list[tuple]
+
+    def fetchall(self) -> list[tuple]:
+        return self.rows
+
+
+class _ThreadSession(threading.local):
+    session: Session | None = None  # the connection this thread holds, if any
+
+
 class PostgresDatabase(SQLDatabase):
     """A PostgreSQL database (``postgresql://user@host:port/db``) with the athena-orch
-    schema, created on first connect."""
+    schema, created on first connect.
+
+    ``pool_size``: how many connections this process's threads may use at once (one is
+    kept open; more open on demand and close after ten idle minutes). ``pool_timeout``:
+    how many seconds a call waits for a connection, when all are busy or the server
+    cannot be reached, before it raises :class:`StorageError`.
+    """
 
     dialect = "postgresql"
 
-    def __init__(self, url: str, *, read_only: bool = False, tracer: Tracer | None = None):
+    def __init__(self, url: str, *, read_only: bool = False, tracer: Tracer | None = None,
+                 pool_size: int = 4, pool_timeout: float = 30.0):
         if psycopg is None:
-            raise StorageError("the PostgreSQL backend needs psycopg: "
+            raise StorageError("the PostgreSQL backend needs psycopg and psycopg_pool: "
                                "pip install 'athena-orch[postgres]'")
+        if isinstance(pool_size, bool) or not isinstance(pool_size, int) or pool_size < 1:
+            raise ValidationError(f"pool_size must be an int of at least 1, not {shown(pool_size)}")
+        if (isinstance(pool_timeout, bool) or not isinstance(pool_timeout, (int, float))
+                or not pool_timeout > 0):
+            raise ValidationError(f"pool_timeout must be a positive number of seconds, "
+                                  f"not {shown(pool_timeout)}")
         self.url = url
         self.path = shown_target(url)  # shown in reprs and errors
+        self.pool_size, self.pool_timeout = pool_size, float(pool_timeout)
         self._table_types: dict[str, dict[str, str]] = {}
+        self._local = _ThreadSession()
+        self._pool: ConnectionPool | None = None
         super().__init__(read_only=read_only, tracer=tracer)
 
-    def _open(self) -> Any:
-        try:
-            conn = psycopg.connect(self.url, autocommit=True)
+    def _open(self) -> None:
+        try:  # one plain connect first: the server's own reason, at once, if it fails
+            psycopg.connect(self.url, autocommit=True).close()
         except psycopg.Error as exc:
             raise StorageError(f"cannot connect to {self.path}: {exc}") from exc
+        self._pool = ConnectionPool(
+            self.url, kwargs={"autocommit": True}, min_size=1, max_size=self.pool_size,
+            timeout=self.pool_timeout, configure=self._configure, check=self._check,
+            name=f"athena-orch {self.path}", open=False)
+        try:
+            self._pool.open(wait=True, timeout=self.pool_timeout)
+        except PoolTimeout as exc:
+            raise StorageError(f"cannot connect to {self.path}: no connection within "
+                               f"{self.pool_timeout:g} s") from exc
+
+    def _configure(self, conn: Any) -> None:
+        """Set up each new pooled connection: read-only when asked, then session_setup."""
         if self.read_only:
-            conn.execute("SET default_transaction_read_only = on")
-        return conn
+            self._execute(conn, "SET default_transaction_read_only = on", {}, "read_only")
+        self._execute(conn, self._queries["session_setup"].text, {}, "session_setup")
+
+    def _check(self, conn: Any) -> None:
+        """The pool's test of a connection before handing it out. One that broke usually
+        broke with its idle siblings (a server restart, terminated backends): test them
+        all at once, rather than each behind the pool's growing back-off."""
+        try:
+            ConnectionPool.check_connection(conn)
+        except psycopg.Error:
+            self._pool.check()
+            raise
+
+    @contextmanager
+    def _hold(self) -> Iterator[Session]:
+        session = self._local.session
+        if session is not None:
+            yield session
+            return
+        if self._pool is None:
+            raise StorageError(f"{self.path} is closed")
+        try:
+            conn = self._pool.getconn()
+        except PoolTimeout as exc:
+            raise StorageError(
+                f"no connection to {self.path} within {self.pool_timeout:g} s: the server "
+                f"cannot be reached, or all {self.pool_size} connections of this process "
+                "are busy (pool_size)") from exc
+        except PoolClosed as exc:
+            raise StorageError(f"{self.path} is closed") from exc
+        self._local.session = session = Session(conn)
+        try:
+            yield session
+        finally:
+            self._local.session = None
+            self._pool.putconn(conn)  # a broken one is discarded and replaced
+
+    def _in_transaction(self) -> bool:
+        session = self._local.session  # without taking a connection just to ask
+        return session is not None and session.depth > 0
 
     def _run(self, sql: Any, params: dict, label: str) -> Any:
+        """Run on this thread's connection. A statement that borrowed its connection just
+        for itself gives it back at once, so its rows are read here, whole."""
+        borrowed = self._local.session is None
+        with self._hold() as session:
+            cursor = self._execute(session.conn, sql, params, label, session.depth)
+            if borrowed:
+                return _Rows(cursor.description,
+                             cursor.fetchall() if cursor.description else [])
+            return cursor
+
+    def _execute(self, conn: Any, sql: Any, params: dict, label: str, depth: int = 0) -> Any:
         if self.tracer is not None:
-            self.tracer(sql if isinstance(sql, str) else sql.as_string(self._conn), params)
+            self.tracer(sql if isinstance(sql, str) else sql.as_string(conn), params)
         try:
-            return self._conn.execute(sql, params or None)
+            return conn.execute(sql, params or None)
         except psycopg.Error as exc:
-            raise _translated(exc, label) from exc
+            raise self._translated(exc, conn, label, depth) from exc
+
+    def _translated(self, exc: Exception, conn: Any, label: str, depth: int) -> StorageError:
+        """A psycopg error as athena-orch's: conflicts that a retry resolves get their own
+        class, and a broken connection says what became of the work."""
+        if getattr(exc, "sqlstate", None) in _CONFLICTS:
+            return TransactionConflictError(f"{label} lost a conflict with another "
+                                            f"transaction and was rolled back: {exc}")
+        if not (conn.closed or conn.broken):
+            return StorageError(f"{label} failed: {exc}")
+        lost = f"the connection to {self.path} broke ({exc})"
+        if label == "commit":
+            return StorageError(f"{lost} during COMMIT: whether the transaction was applied "
+                                "is unknown; check before doing it again")
+        if depth or label == "begin":
+            return StorageError(f"{lost}; {label} failed and the transaction was rolled back: "
+                                "nothing of it was applied. The next call uses a new connection.")
+        return StorageError(f"{lost}; {label} failed (a write outside a transaction may or "
+                            "may not have been applied). The next call uses a new connection.")
 
     def fetch_frame(self, name: str, /, **params: Any) -> pd.DataFrame:
         """The rows as a DataFrame typed as DuckDB's ``.df()`` types them: timestamps as
         datetime64 in UTC, integer columns with NULLs as float."""
-        with self._lock:
+        with self._hold():
             cursor = self.execute(name, **params)
             rows = cursor.fetchall()
             description = cursor.description
@@ -102,35 +219,28 @@ class PostgresDatabase(SQLDatabase):
         integer = [self._column_types(table).get(c) in ("bigint", "integer", "smallint")
                    for c in frame.columns]
         rows = frame.astype(object).where(frame.notna(), None).itertuples(index=False, name=None)
-        with self._lock:
+        with self._hold() as session:
+            conn = session.conn
             if self.tracer is not None:
-                self.tracer(statement.as_string(self._conn), {"rows": len(frame)})
+                self.tracer(statement.as_string(conn), {"rows": len(frame)})
             try:
-                with self._conn.cursor() as cursor, cursor.copy(statement) as copy:
+                with conn.cursor() as cursor, cursor.copy(statement) as copy:
                     for row in rows:
                         copy.write_row([_plain(value, is_int) for value, is_int in zip(row, integer)])
             except psycopg.Error as exc:
-                raise StorageError(f"{name} failed: {exc}") from exc
+                raise self._translated(exc, conn, name, session.depth) from exc
 
     def _column_types(self, table: str) -> dict[str, str]:
         if table not in self._table_types:
-            rows = self._conn.execute(
-                "SELECT column_name, data_type FROM information_schema.columns "
-                "WHERE table_name = %s AND table_schema = current_schema()", (table,)).fetchall()
-            self._table_types[table] = dict(rows)
+            self._table_types[table] = dict(self.fetch_rows("column_types", table=table))
         return self._table_types[table]
 
     def close(self) -> None:
-        with self._lock:
-            self._conn.close()
-
-
-def _translated(exc: Exception, label: str) -> StorageError:
-    """A psycopg error as athena-orch's: conflicts that a retry resolves get their own class."""
-    if getattr(exc, "sqlstate", None) in _CONFLICTS:
-        return TransactionConflictError(f"{label} lost a conflict with another transaction "
-                                        f"and was rolled back: {exc}")
-    return StorageError(f"{label} failed: {exc}")
+        """Close every pooled connection (one in use closes when its call ends). Closing
+        twice is harmless."""
+        pool, self._pool = self._pool, None
+        if pool is not None:
+            pool.close()
 
 
 def _plain(value: Any, integer: bool) -> Any:

@@ -38,6 +38,11 @@ SELECT version FROM store_versions WHERE name = $name;
 -- name: store_version_bump
 UPDATE store_versions SET version = version + 1 WHERE name = $name;
 
+-- name: column_types
+-- Column name -> SQL type of one of our tables (PostgreSQL's COPY writes integers by it).
+SELECT column_name, data_type FROM information_schema.columns
+WHERE table_name = $table AND table_schema = current_schema();
+
 -- ---------------------------------------------------------------- tasks: writes
 
 -- name: tasks_insert

@@ -14,14 +14,16 @@ from .task_queue import TaskQueue
 class OrchestrationManager:
     """Everything on one database. Use :func:`athena_orch.connect` to make one.
 
-    ``pool_size`` (PostgreSQL only) caps the connections this process's threads use at
-    once. Other keyword settings are passed to the queue (``lease_seconds``,
+    PostgreSQL only: ``pool_size`` caps the connections this process's threads use at once,
+    ``pool_timeout`` is how long a call waits for one. Other keyword settings are passed to the queue (``lease_seconds``,
     ``retry_backoff_seconds``, ``retry_backoff_max_seconds``, ``clock``).
     """
 
     def __init__(self, path: str | Path | None = None, *, read_only: bool = False,
-                 tracer: Any = None, pool_size: int | None = None, **queue_settings: Any):
-        self.db = open_database(path, read_only=read_only, tracer=tracer, pool_size=pool_size)
+                 tracer: Any = None, pool_size: int | None = None,
+                 pool_timeout: float | None = None, **queue_settings: Any):
+        self.db = open_database(path, read_only=read_only, tracer=tracer, pool_size=pool_size,
+                                pool_timeout=pool_timeout)
         self.episodic = EpisodicStore(self.db)
         self.graph = GraphStore(self.db)
         self.meta = MetaStore(self.db)

@@ -9,18 +9,28 @@ Everything runs against real databases, threads and processes.
 from __future__ import annotations
 
 import os
+import shutil
 import subprocess
 import sys
+import tempfile
 import threading
+import time
+import uuid
 from contextlib import contextmanager
 from pathlib import Path
 
+import pg_cluster
 import psycopg
 import pytest
 from conftest import postgres_only
 
 import athena_orch
-from athena_orch.exceptions import DatabaseLockedError, StorageError, TransactionConflictError
+from athena_orch.exceptions import (
+    DatabaseLockedError,
+    StorageError,
+    TransactionConflictError,
+    ValidationError,
+)
 from athena_orch.stores import open_database
 
 ROOT = Path(athena_orch.__file__).resolve().parents[1]
@@ -304,3 +314,226 @@ def test_a_writer_is_told_whether_the_other_process_writes_or_only_reads(tmp_pat
     finally:
         child.kill()
         child.communicate()
+
+
+# ------------------------------------------------------- PostgreSQL: a pool that heals
+
+
+def _named(url: str) -> tuple[str, str]:
+    """The URL with an application name of its own (so the test can find its backends)."""
+    app = f"athena-test-{uuid.uuid4().hex[:10]}"
+    return f"{url}{'&' if '?' in url else '?'}application_name={app}", app
+
+
+class Server:
+    """An admin connection that sees and terminates one application's backends."""
+
+    def __init__(self, url: str, app: str):
+        self.app = app
+        self.conn = psycopg.connect(url, autocommit=True, application_name="athena-test-admin")
+
+    def backends(self, state: str = "%") -> int:
+        return self.conn.execute(
+            "SELECT count(*) FROM pg_stat_activity WHERE application_name = %s "
+            "AND state LIKE %s", (self.app, state)).fetchone()[0]
+
+    def terminate_all(self) -> int:
+        """Terminate every backend of the application, and wait until they are gone."""
+        killed = self.conn.execute(
+            "SELECT count(*) FILTER (WHERE pg_terminate_backend(pid)) FROM pg_stat_activity "
+            "WHERE application_name = %s", (self.app,)).fetchone()[0]
+        deadline = time.monotonic() + 30
+        while self.backends() and time.monotonic() < deadline:
+            time.sleep(0.01)
+        return killed
+
+    def close(self) -> None:
+        self.conn.close()
+
+
+def _open_at_once(orch, n: int, inside=lambda: None) -> list:
+    """n threads each open a transaction and wait until all n are open at once (so each
+    holds a connection of its own), run ``inside()`` in it, and wait for each other again
+    before they commit; their results or errors."""
+    barrier = threading.Barrier(n)
+    results: list = [None] * n
+
+    def hold(i: int) -> None:
+        try:
+            with orch.db.transaction():
+                orch.db.version("agents")
+                barrier.wait(timeout=30)
+                try:
+                    results[i] = inside()
+                finally:
+                    barrier.wait(timeout=30)
+        except Exception as exc:  # noqa: BLE001 - the test asserts on it
+            results[i] = exc
+
+    threads = [threading.Thread(target=hold, args=(i,)) for i in range(n)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=60)
+        assert not thread.is_alive()
+    return results
+
+
+@postgres_only
+def test_connections_the_server_terminated_are_replaced_and_nothing_half_applies(database_url):
+    url, app = _named(database_url())
+    server = Server(url, app)
+    orch = athena_orch.connect(url, pool_size=3)
+    try:
+        orch.registry.register_agent("a", ["python"], {"max_concurrent_tasks": 10})
+        first = orch.queue.create_task("before", "t", requirements=["python"])
+        _open_at_once(orch, 3)  # the pool now has three connections
+
+        # idle connections terminated: found by the pool's check, never reach a call
+        assert server.terminate_all() == 3
+        assert [t.id for t in orch.queue.query_tasks()] == [first]
+
+        # terminated inside a transaction: it raises, and nothing of it was applied
+        before = orch.db.table_contents()
+        with (pytest.raises(StorageError, match="nothing of it was applied") as caught,
+              orch.db.transaction()):
+            orch.queue.create_task("half", "t")
+            server.terminate_all()
+            orch.queue.create_task("other half", "t")
+        assert isinstance(caught.value.__cause__, psycopg.OperationalError)
+        assert orch.db.table_contents() == before
+
+        # terminated just before COMMIT: the caller is told the outcome is unknown
+        with (pytest.raises(StorageError, match="during COMMIT: whether the transaction was "
+                                                "applied is unknown"),
+              orch.db.transaction()):
+            orch.queue.create_task("maybe", "t")
+            server.terminate_all()
+        assert orch.db.table_contents() == before  # (the server had rolled it back)
+
+        # and the library carries on, on new connections
+        task = orch.queue.claim_task("a")
+        orch.queue.start_task(task.id)
+        orch.queue.complete_task(task.id, "done after the terminations")
+        assert orch.queue.get_task_status(first).status == "completed"
+        assert server.backends() >= 1
+    finally:
+        orch.close()
+        server.close()
+
+
+def _pg_ctl(folder: Path, *args: str) -> None:
+    bindir = pg_cluster.server_bin()
+    done = subprocess.run(pg_cluster._as_owner([str(bindir / "pg_ctl"), "-D", str(folder / "data"),
+                                                "-l", str(folder / "server.log"), "-w", *args]),
+                          capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+
+
+@pytest.fixture
+def own_cluster():
+    """A throw-away PostgreSQL cluster of this test's own: (its URL, its folder)."""
+    if pg_cluster.server_bin() is None:
+        pytest.skip("PostgreSQL's server binaries are not installed (Debian: apt-get install "
+                    "postgresql), and this test must restart a server of its own")
+    folder = Path(tempfile.mkdtemp(prefix="athena-pg-restart-"))
+    try:
+        url = pg_cluster.start(folder)
+    except Exception as exc:  # noqa: BLE001 - any failure to start is a reason to skip
+        pg_cluster.stop(folder)
+        shutil.rmtree(folder, ignore_errors=True)
+        pytest.skip(f"could not start a throw-away PostgreSQL cluster: {exc}")
+    try:
+        yield url, folder
+    finally:
+        pg_cluster.stop(folder)
+        shutil.rmtree(folder, ignore_errors=True)
+
+
+def test_the_library_works_again_after_the_server_restarts(own_cluster):
+    url, folder = own_cluster
+    with athena_orch.connect(url, pool_timeout=3) as orch:
+        before = orch.queue.create_task("before the restart", "t")
+        _pg_ctl(folder, "stop", "-m", "fast")
+
+        started = time.monotonic()
+        with pytest.raises(StorageError, match="no connection to .* within 3 s"):
+            orch.queue.get_queue_statistics()
+        assert time.monotonic() - started < 15
+
+        _pg_ctl(folder, "restart")  # starts it again, on the same port and options
+        deadline = time.monotonic() + 60
+        while True:  # the pool reconnects in the background, with a back-off
+            try:
+                orch.queue.get_queue_statistics()
+                break
+            except StorageError:
+                assert time.monotonic() < deadline, "the pool never reconnected"
+        after = orch.queue.create_task("after the restart", "t")
+        assert [t.id for t in orch.queue.query_tasks()] == [before, after]
+
+
+@postgres_only
+def test_threads_of_one_process_hold_connections_of_their_own_and_agree(database_url):
+    url, app = _named(database_url())
+    server = Server(url, app)
+    seen: list[str] = []
+    orch = athena_orch.connect(url, pool_size=4, tracer=lambda sql, params: seen.append(sql))
+    try:
+        # four transactions open at once, each on its own backend
+        assert _open_at_once(orch, 4, lambda: server.backends("idle in transaction%")) == [4] * 4
+
+        agents = [f"w{i}" for i in range(4)]
+        for agent in agents:
+            orch.registry.register_agent(agent, ["python"], {"max_concurrent_tasks": 2})
+        ids = orch.queue.create_tasks([{"content": f"t{i}", "task_type": "t",
+                                        "requirements": ["python"]} for i in range(120)])
+        done: dict[str, list[str]] = {agent: [] for agent in agents}
+        errors: list[BaseException] = []
+
+        def worker(agent: str) -> None:
+            try:
+                _drain(orch, agent, done[agent])
+            except BaseException as exc:  # noqa: BLE001 - the test asserts on it
+                errors.append(exc)
+
+        threads = [threading.Thread(target=worker, args=(a,)) for a in agents]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join(timeout=120)
+            assert not thread.is_alive()
+        assert errors == []
+        assert sorted(sum(done.values(), [])) == sorted(ids)  # each completed exactly once
+        assert orch.queue.get_queue_statistics().completed_count == 120
+        for agent in agents:
+            assert orch.registry.get_agent_health(agent)["total_completed"] == len(done[agent])
+        # every statement was traced, the pool's session setup and COPY's column types too
+        assert any("SET TimeZone" in sql for sql in seen)
+        assert any("information_schema.columns" in sql for sql in seen)
+    finally:
+        orch.close()
+        server.close()
+
+
+@postgres_only
+def test_read_only_holds_on_every_pooled_connection(database_url):
+    url = database_url()
+    athena_orch.connect(url).close()  # the schema
+    with athena_orch.connect(url, read_only=True, pool_size=3) as reader:
+        refused = _open_at_once(reader, 3, lambda: reader.db.bump_version("dag"))
+        assert all(isinstance(r, StorageError) and "read-only" in str(r) for r in refused), refused
+        assert reader.db.version("dag") == 0
+
+
+def test_pool_settings_are_checked_and_refused_for_duckdb(database_url):
+    url = database_url()
+    if url is None:
+        with pytest.raises(ValidationError, match="pool settings .*pool_size.* are for PostgreSQL"):
+            athena_orch.connect(pool_size=2)
+        return
+    for bad in (0, -1, 2.5, True, "4"):
+        with pytest.raises(ValidationError, match="pool_size"):
+            athena_orch.connect(url, pool_size=bad)
+    with pytest.raises(ValidationError, match="pool_timeout"):
+        athena_orch.connect(url, pool_timeout=0)

@@ -15,16 +15,18 @@ from .postgres import PostgresDatabase, is_postgres_url
 
 
 def open_database(target: str | Path | None = None, *, read_only: bool = False,
-                  tracer: Tracer | None = None, pool_size: int | None = None) -> SQLDatabase:
+                  tracer: Tracer | None = None, pool_size: int | None = None,
+                  pool_timeout: float | None = None) -> SQLDatabase:
     """A ``postgresql://`` URL opens PostgreSQL; a file path DuckDB; nothing, DuckDB in memory.
-    ``pool_size`` (PostgreSQL only): how many connections this process's threads may use
-    at once (default 4)."""
+    PostgreSQL only: ``pool_size``, how many connections this process's threads may use at
+    once (default 4), and ``pool_timeout``, how long a call waits for one (default 30 s)."""
+    pool = {name: value for name, value in
+            (("pool_size", pool_size), ("pool_timeout", pool_timeout)) if value is not None}
     if is_postgres_url(target):
-        pool = {} if pool_size is None else {"pool_size": pool_size}
         return PostgresDatabase(target, read_only=read_only, tracer=tracer, **pool)
-    if pool_size is not None:
-        raise ValidationError("pool_size is for PostgreSQL: a DuckDB file has one connection "
-                              "per process, shared by its threads")
+    if pool:
+        raise ValidationError(f"pool settings ({', '.join(pool)}) are for PostgreSQL: a DuckDB "
+                              "file has one connection per process, shared by its threads")
     return Database(target or ":memory:", read_only=read_only, tracer=tracer)
 
 

@@ -185,6 +185,9 @@ class PostgresDatabase(SQLDatabase):
         if label == "commit":
             return StorageError(f"{lost} during COMMIT: whether the transaction was applied "
                                 "is unknown; check before doing it again")
+        if label == "rollback":
+            return StorageError(f"{lost}; the server rolls back the transaction of a lost "
+                                "connection itself")
         if depth or label == "begin":
             return StorageError(f"{lost}; {label} failed and the transaction was rolled back: "
                                 "nothing of it was applied. The next call uses a new connection.")

@@ -63,6 +63,7 @@ class Task:
     task_batch_id: str | None = None
     idempotency_key: str | None = None
     success: bool | None = None
+    attempt: int = 0  # number of the current hand-out (assign or claim); 0 before the first
 
     def _repr_html_(self) -> str:
         from .display import task_html

@@ -9,7 +9,9 @@ DAG as a NetworkX graph read fresh from the database.
 
 from __future__ import annotations
 
+import dataclasses
 import json
+from collections import Counter
 from collections.abc import Callable, Iterable
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -25,6 +27,7 @@ from .exceptions import (
     DependencyError,
     DuplicateTaskError,
     InvalidTransitionError,
+    StaleAttemptError,
     TaskNotFoundError,
     ValidationError,
     shown,
@@ -126,26 +129,34 @@ class TaskQueue:
 
     def _create(self, batch: tr.TaskBatch) -> list[str]:
         batch.task_id = tr.new_task_ids(len(batch))
-        with self.db.transaction():
-            reused = self._reuse_idempotent(batch)
-            order, external = tr.resolve_dependencies(batch)
-            states = self.episodic.task_states(sorted(external | reused))
-            unknown = sorted(external - set(states))
-            if unknown:
-                raise DependencyError(f"dependencies name unknown tasks: {shown(unknown, 200)}")
-            fresh = [i for i, tid in enumerate(batch.task_id) if tid not in reused]
-            roots = self._blocking_roots(batch, order, states, reused)
-            completed = {tid for tid, (status, _) in states.items() if status is COMPLETED}
-            now = self.clock()
-            tasks = self._task_rows(batch, fresh, roots, completed, now)
-            edges = pd.DataFrame({
-                "task_id": [batch.task_id[i] for i in fresh for _ in batch.dependencies[i]],
-                "depends_on": [d for i in fresh for d in batch.dependencies[i]]})
-            version = self.db.version("dag") if len(edges) else None
-            self.episodic.insert_tasks(tasks, edges)
-            if len(edges) and version == self._dag_version:
-                self._dag.add(zip(edges["depends_on"], edges["task_id"]))
-                self._dag_version = version + 1
+        return self.db.atomic(self._create_in_transaction, batch)
+
+    def _create_in_transaction(self, given: tr.TaskBatch) -> list[str]:
+        # a copy: reuse and dependency resolution rewrite its lists, and a retried
+        # transaction must start from what the caller gave
+        batch = dataclasses.replace(given, task_id=list(given.task_id),
+                                    dependencies=list(given.dependencies))
+        found = self._reuse_idempotent(batch)
+        order, external = tr.resolve_dependencies(batch)
+        reused = {row["task_id"] for row in found.values()}
+        states = self.episodic.task_states(sorted(external | reused))
+        unknown = sorted(external - set(states))
+        if unknown:
+            raise DependencyError(f"dependencies name unknown tasks: {shown(unknown, 200)}")
+        self._check_same_task(batch, found)
+        fresh = [i for i, tid in enumerate(batch.task_id) if tid not in reused]
+        roots = self._blocking_roots(batch, order, states, reused)
+        completed = {tid for tid, (status, _) in states.items() if status is COMPLETED}
+        now = self._now()
+        tasks = self._task_rows(batch, fresh, roots, completed, now)
+        edges = pd.DataFrame({
+            "task_id": [batch.task_id[i] for i in fresh for _ in batch.dependencies[i]],
+            "depends_on": [d for i in fresh for d in batch.dependencies[i]]})
+        version = self.db.version("dag") if len(edges) else None
+        self.episodic.insert_tasks(tasks, edges)
+        if len(edges) and version == self._dag_version:
+            self._dag.add(zip(edges["depends_on"], edges["task_id"]))
+            self._dag_version = version + 1
         return batch.task_id
 
     @staticmethod
@@ -210,23 +221,36 @@ class TaskQueue:
         return pd.DataFrame({name: values for name, values in columns.items()
                              if values is not None}, index=range(len(fresh)))
 
-    def _reuse_idempotent(self, batch: tr.TaskBatch) -> set[str]:
+    def _reuse_idempotent(self, batch: tr.TaskBatch) -> dict[int, dict[str, Any]]:
         """Give records whose idempotency key is already used the existing task's id;
-        return those ids. The same key with other content is a DuplicateTaskError."""
+        return record position -> that task's stored fields."""
         keys = [k for k in batch.idempotency_key if k is not None]
         found = self.episodic.find_by_idempotency_keys(keys) if keys else {}
-        reused = set()
+        reused = {}
         for i, key in enumerate(batch.idempotency_key):
             row = found.get(key) if key is not None else None
-            if row is None:
-                continue
-            if (row["content"], row["task_type"]) != (batch.content[i], batch.task_type[i]):
-                raise DuplicateTaskError(
-                    f"idempotency_key {shown(key)} already names task {row['task_id']} "
-                    "with other content")
-            batch.task_id[i] = row["task_id"]
-            reused.add(row["task_id"])
+            if row is not None:
+                batch.task_id[i] = row["task_id"]
+                reused[i] = row
         return reused
+
+    @staticmethod
+    def _check_same_task(batch: tr.TaskBatch, reused: dict[int, dict[str, Any]]) -> None:
+        """An idempotency key names one task: a record that reuses it must describe that
+        task (its dependencies resolved to ids), else DuplicateTaskError."""
+        for i, row in reused.items():
+            given = {"content": batch.content[i], "task_type": batch.task_type[i],
+                     "priority": batch.priority[i], "max_retries": batch.max_retries[i],
+                     "estimated_duration_ms": batch.estimated_duration_ms[i],
+                     "requirements": sorted(batch.requirements[i]),
+                     "dependencies": sorted(batch.dependencies[i])}
+            stored = {**row, "requirements": sorted(json.loads(row["requirements"] or "[]")),
+                      "dependencies": sorted(json.loads(row["dependencies"] or "[]"))}
+            differ = [name for name, value in given.items() if stored[name] != value]
+            if differ:
+                raise DuplicateTaskError(
+                    f"idempotency_key {shown(batch.idempotency_key[i])} already names task "
+                    f"{row['task_id']} with other {', '.join(differ)}")
 
     def _log(self, task_id: str, before: TaskStatus | None, after: TaskStatus,
              agent_id: str | None, now: datetime, detail: str = "") -> None:
@@ -256,13 +280,16 @@ class TaskQueue:
         checked, and a retry back-off does not delay it.
         """
         agent_id = v.text("agent_id", agent_id)
-        with self.db.transaction():
-            task = self._require(task_id, "assign", (PENDING,))
-            self._check_dependencies_completed(task)
-            now = self.clock()
-            task = self._changed(task.id, "assign",
-                                 self.episodic.assign(task.id, agent_id, now, self._lease(now)))
-            self._log(task.id, PENDING, ASSIGNED, agent_id, now, "assigned")
+        task_id = v.text("task_id", task_id)
+        return self.db.atomic(self._assign, task_id, agent_id)
+
+    def _assign(self, task_id: str, agent_id: str) -> Task:
+        task = self._require(task_id, "assign", (PENDING,))
+        self._check_dependencies_completed(task)
+        now = self._now()
+        task = self._changed(task.id, "assign",
+                             self.episodic.assign(task.id, agent_id, now, self._lease(now)))
+        self._log(task.id, PENDING, ASSIGNED, agent_id, now, "assigned")
         return task
 
     def claim_task(self, agent_id: str) -> Task | None:
@@ -280,112 +307,166 @@ class TaskQueue:
         agent_id = v.text("agent_id", agent_id)
         n = v.non_negative_int("n", n)
         start = v.boolean("start", start)
-        with self.db.transaction():
-            now = self.clock()
-            tasks = self.episodic.claim(agent_id, n, RUNNING if start else ASSIGNED, now,
-                                        self._lease(now))
-            if tasks is None:
-                raise AgentNotFoundError(f"agent {shown(agent_id)} is not registered")
-            ids = [t.id for t in tasks]
-            steps = [(ids, PENDING, ASSIGNED, agent_id, "claimed")]
-            if start:
-                steps.append((ids, ASSIGNED, RUNNING, agent_id, "started"))
-            self._log_many(steps, now)
+        return self.db.atomic(self._claim, agent_id, n, start)
+
+    def _claim(self, agent_id: str, n: int, start: bool) -> list[Task]:
+        now = self._now()
+        tasks = self.episodic.claim(agent_id, n, RUNNING if start else ASSIGNED, now,
+                                    self._lease(now))
+        if tasks is None:
+            raise AgentNotFoundError(f"agent {shown(agent_id)} is not registered")
+        ids = [t.id for t in tasks]
+        steps = [(ids, PENDING, ASSIGNED, agent_id, "claimed")]
+        if start:
+            steps.append((ids, ASSIGNED, RUNNING, agent_id, "started"))
+        self._log_many(steps, now)
         return tasks
 
-    def start_task(self, task_id: str) -> Task:
-        """assigned -> running; renews the lease."""
+    def start_task(self, task_id: str, *, agent_id: str | None = None,
+                   attempt: int | None = None) -> Task:
+        """assigned -> running; renews the lease. With ``agent_id`` and/or ``attempt``,
+        only if that is the task's current attempt (else StaleAttemptError)."""
         task_id = v.text("task_id", task_id)
-        with self.db.transaction():
-            now = self.clock()
-            task = self._changed(task_id, "start",
-                                 self.episodic.start(task_id, now, self._lease(now)))
-            self._log(task.id, ASSIGNED, RUNNING, task.assigned_to, now, "started")
+        agent_id, attempt = _fence(agent_id, attempt)
+        return self.db.atomic(self._start, task_id, agent_id, attempt)
+
+    def _start(self, task_id: str, agent_id: str | None, attempt: int | None) -> Task:
+        now = self._now()
+        task = self.episodic.start(task_id, now, self._lease(now), agent_id=agent_id,
+                                   attempt=attempt)
+        if task is None:
+            current = self._existing(task_id)
+            _check_attempt(current, "start", agent_id, attempt)
+            raise InvalidTransitionError(task_id, current.status.value, "start")
+        self._log(task.id, ASSIGNED, RUNNING, task.assigned_to, now, "started")
         return task
 
     # ------------------------------------------------------------------ finishing
     def complete_task(self, task_id: str, result: str,
-                      metrics: dict[str, Any] | None = None) -> Task:
+                      metrics: dict[str, Any] | None = None, *, agent_id: str | None = None,
+                      attempt: int | None = None) -> Task:
         """running -> completed; the result becomes its own episodic event.
 
         ``metrics["duration_ms"]`` is the execution time; without it, the time since start.
+        With ``agent_id`` and/or ``attempt``, only if that is the task's current attempt
+        (else StaleAttemptError, and nothing changes).
         """
         metrics = v.mapping("metrics", metrics)
-        return self.complete_tasks([{"task_id": task_id, "result": result,
-                                     "duration_ms": metrics.get("duration_ms")}])[0]
+        agent_id, attempt = _fence(agent_id, attempt)
+        task_ids, texts, durations = tr.completions_from(
+            [{"task_id": task_id, "result": result, "duration_ms": metrics.get("duration_ms")}])
+        return self.db.atomic(self._complete, task_ids, texts, durations, agent_id,
+                              [attempt])[0]
 
-    def complete_tasks(self, results: dict[str, str] | Iterable[dict[str, Any]] | pd.DataFrame
-                       ) -> list[Task]:
+    def complete_tasks(self, results: dict[str, str] | Iterable[dict[str, Any]] | pd.DataFrame,
+                       *, agent_id: str | None = None) -> list[Task]:
         """Complete many running tasks at once, all or nothing: ``{task_id: result}``, or
-        records / DataFrame rows with task_id, result and optional duration_ms."""
+        records / DataFrame rows with task_id, result and optional duration_ms and
+        attempt. With ``agent_id`` (and each record's ``attempt``), only tasks whose
+        current attempt that is; one stale task refuses the whole batch."""
+        agent_id, _ = _fence(agent_id, None)
+        attempts, results = _attempts_of(results)
         task_ids, texts, durations = tr.completions_from(results)
         if not task_ids:
             return []
-        with self.db.transaction():
-            now = self.clock()
-            current = self.episodic.lock_tasks(task_ids)
-            for task_id in task_ids:
-                task = current.get(task_id)
-                if task is None:
-                    raise TaskNotFoundError(f"task {shown(task_id)} does not exist")
-                if task.status is not RUNNING:
-                    raise InvalidTransitionError(task_id, task.status.value, "complete")
-            tasks = self.episodic.complete([current[t] for t in task_ids], texts, durations, now)
-            self.episodic.release_dependents(task_ids)
-            by_agent: dict[str, list[int]] = {}  # agent -> [completed, success_ms]
-            for task in tasks:
-                if task.assigned_to is not None:
-                    figures = by_agent.setdefault(task.assigned_to, [0, 0])
-                    figures[0] += 1
-                    figures[1] += task.execution_duration_ms or 0
-            if by_agent:
-                self.meta.record_outcomes(
-                    list(by_agent), now, completed=[f[0] for f in by_agent.values()],
-                    failed=[0] * len(by_agent), success_ms=[f[1] for f in by_agent.values()])
-            by_assignee: dict[str | None, list[str]] = {}
-            for task in tasks:
-                by_assignee.setdefault(task.assigned_to, []).append(task.id)
-            self._log_many([(ids, RUNNING, COMPLETED, agent, "completed")
-                            for agent, ids in by_assignee.items()], now)
+        return self.db.atomic(self._complete, task_ids, texts, durations, agent_id, attempts)
+
+    def _complete(self, task_ids: list[str], texts: list[str], durations: list[int | None],
+                  agent_id: str | None, attempts: list[int | None]) -> list[Task]:
+        now = self._now()
+        current = self.episodic.lock_tasks(task_ids)
+        for task_id, attempt in zip(task_ids, attempts or [None] * len(task_ids)):
+            task = current.get(task_id)
+            if task is None:
+                raise TaskNotFoundError(f"task {shown(task_id)} does not exist")
+            _check_attempt(task, "complete", agent_id, attempt)
+            if task.status is not RUNNING:
+                raise InvalidTransitionError(task_id, task.status.value, "complete")
+        tasks = self.episodic.complete([current[t] for t in task_ids], texts, durations, now)
+        self.episodic.release_dependents(task_ids)
+        done = Counter(t.assigned_to for t in tasks if t.assigned_to is not None)
+        success_ms = Counter()
+        for task in tasks:
+            if task.assigned_to is not None:
+                success_ms[task.assigned_to] += task.execution_duration_ms or 0
+        by_assignee: dict[str | None, list[str]] = {}
+        for task in tasks:
+            by_assignee.setdefault(task.assigned_to, []).append(task.id)
+        self._log_many([(ids, RUNNING, COMPLETED, agent, "completed")
+                        for agent, ids in by_assignee.items()], now)
+        self._record_outcomes(now, completed=done, success_ms=success_ms)
         return tasks
 
-    def fail_task(self, task_id: str, error: str, should_retry: bool = True) -> Task:
+    def _record_outcomes(self, now: datetime, *, completed: Counter | None = None,
+                         failed: Counter | None = None, success_ms: Counter | None = None
+                         ) -> None:
+        """Add finished work to agents' figures in one statement, agents in id order: the
+        last write of a transaction, after its task rows (the global lock order)."""
+        completed, failed, success_ms = completed or Counter(), failed or Counter(), \
+            success_ms or Counter()
+        agents = sorted(set(completed) | set(failed))
+        if agents:
+            self.meta.record_outcomes(
+                agents, now, completed=[completed[a] for a in agents],
+                failed=[failed[a] for a in agents], success_ms=[success_ms[a] for a in agents])
+
+    def fail_task(self, task_id: str, error: str, should_retry: bool = True, *,
+                  agent_id: str | None = None, attempt: int | None = None) -> Task:
         """assigned/running -> pending (a retry, after a back-off) or failed for good.
 
         A task fails for good when ``should_retry`` is False or no retry is left; then
-        every task downstream of it is blocked.
+        every task downstream of it is blocked. With ``agent_id`` and/or ``attempt``, only
+        if that is the task's current attempt (else StaleAttemptError).
         """
+        task_id = v.text("task_id", task_id)
         error = v.string("error", error)
         should_retry = v.boolean("should_retry", should_retry)
-        with self.db.transaction():
-            task = self._require(task_id, "fail", tuple(ACTIVE_STATES))
-            return self._fail(task, error, should_retry, self.clock())
+        agent_id, attempt = _fence(agent_id, attempt)
+        return self.db.atomic(self._fail_one, task_id, error, should_retry, agent_id, attempt)
+
+    def _fail_one(self, task_id: str, error: str, should_retry: bool, agent_id: str | None,
+                  attempt: int | None) -> Task:
+        task = self._locked(task_id)
+        _check_attempt(task, "fail", agent_id, attempt)
+        if task.status not in ACTIVE_STATES:
+            raise InvalidTransitionError(task.id, task.status.value, "fail")
+        now = self._now()
+        failed = self._fail(task, error, should_retry, now)
+        if task.assigned_to is not None:
+            self._record_outcomes(now, failed=Counter({task.assigned_to: 1}))
+        return failed
 
     def _fail(self, task: Task, error: str, should_retry: bool, now: datetime) -> Task:
-        if task.assigned_to is not None:
-            self.meta.record_outcome(task.assigned_to, now, failed=1)
+        """Retry or fail the task's current attempt (its row read in this transaction);
+        the caller records the failure in the agent's figures."""
         if should_retry and task.retry_count < task.max_retries:
             doublings = min(task.retry_count, 64)  # past that the cap has long applied
             delay = min(self.retry_backoff_seconds * 2**doublings, self.retry_backoff_max_seconds)
             retried = self._changed(task.id, "fail", self.episodic.retry(
-                task.id, error, now + timedelta(seconds=delay)))
+                task.id, task.attempt, error, now + timedelta(seconds=delay)))
             self._log(task.id, task.status, PENDING, task.assigned_to, now,
                       f"retry {retried.retry_count} of {task.max_retries}: {error}")
             return retried
-        failed = self._changed(task.id, "fail", self.episodic.fail(task.id, error, now))
+        failed = self._changed(task.id, "fail",
+                               self.episodic.fail(task.id, task.attempt, error, now))
         self._log(task.id, task.status, FAILED, task.assigned_to, now, error)
         self._block_downstream(task.id, "failed", now)
         return failed
 
     def cancel_task(self, task_id: str, reason: str | None = None) -> Task:
         """pending/assigned/running/blocked -> cancelled; tasks downstream are blocked."""
+        task_id = v.text("task_id", task_id)
         reason = "cancelled" if reason is None else v.string("reason", reason)
-        with self.db.transaction():
-            task = self._require(task_id, "cancel", (PENDING, ASSIGNED, RUNNING, BLOCKED))
-            now = self.clock()
-            cancelled = self._changed(task.id, "cancel", self.episodic.cancel(task.id, reason, now))
-            self._log(task.id, task.status, CANCELLED, task.assigned_to, now, reason)
-            self._block_downstream(task.id, "was cancelled", now)
+        return self.db.atomic(self._cancel, task_id, reason)
+
+    def _cancel(self, task_id: str, reason: str) -> Task:
+        task = self._locked(task_id)
+        if task.status not in (PENDING, ASSIGNED, RUNNING, BLOCKED):
+            raise InvalidTransitionError(task.id, task.status.value, "cancel")
+        now = self._now()
+        cancelled = self._changed(task.id, "cancel", self.episodic.cancel(task.id, reason, now))
+        self._log(task.id, task.status, CANCELLED, task.assigned_to, now, reason)
+        self._block_downstream(task.id, "was cancelled", now)
         return cancelled
 
     def _block_downstream(self, root: str, verb: str, now: datetime) -> list[str]:
@@ -398,34 +479,61 @@ class TaskQueue:
         return blocked
 
     # ------------------------------------------------------------------ leases
-    def heartbeat(self, task_id: str | None = None, *, agent_id: str | None = None) -> list[str]:
-        """Renew the lease of one task, or of every task an agent holds; returns their ids."""
-        if (task_id is None) == (agent_id is None):
-            raise ValidationError("heartbeat takes a task_id or an agent_id, not both or neither")
-        with self.db.transaction():
-            lease_until = self._lease(self.clock())
-            if task_id is not None:
-                task_id = v.text("task_id", task_id)
-                if not self.episodic.renew_lease(task_id, lease_until):
-                    self._changed(task_id, "heartbeat", None)
-                return [task_id]
-            agent_id = v.text("agent_id", agent_id)
-            if self.graph.agent_profile(agent_id) is None:
-                raise AgentNotFoundError(f"agent {shown(agent_id)} is not registered")
-            return self.episodic.renew_agent_leases(agent_id, lease_until)
+    def heartbeat(self, task_id: str | None = None, *, agent_id: str | None = None,
+                  attempt: int | None = None) -> list[str]:
+        """Renew the lease of one task, or (``agent_id`` alone) of every task an agent
+        holds; returns their ids. With a task_id, ``agent_id`` and/or ``attempt`` fence the
+        call: only that attempt's lease is renewed (else StaleAttemptError). An attempt
+        lasts until its task is requeued or finished, so a late heartbeat still counts."""
+        if task_id is None and attempt is not None:
+            raise ValidationError("heartbeat: attempt needs the task_id it is an attempt of")
+        if task_id is None and agent_id is None:
+            raise ValidationError("heartbeat takes a task_id or an agent_id")
+        agent_id, attempt = _fence(agent_id, attempt)
+        if task_id is None:
+            return self.db.atomic(self._heartbeat_agent, agent_id)
+        return self.db.atomic(self._heartbeat_task, v.text("task_id", task_id), agent_id, attempt)
+
+    def _heartbeat_task(self, task_id: str, agent_id: str | None,
+                        attempt: int | None) -> list[str]:
+        lease_until = self._lease(self._now())
+        if not self.episodic.renew_lease(task_id, lease_until, agent_id=agent_id,
+                                         attempt=attempt):
+            current = self._existing(task_id)
+            _check_attempt(current, "heartbeat", agent_id, attempt)
+            raise InvalidTransitionError(task_id, current.status.value, "heartbeat")
+        return [task_id]
+
+    def _heartbeat_agent(self, agent_id: str) -> list[str]:
+        if self.graph.agent_profile(agent_id) is None:
+            raise AgentNotFoundError(f"agent {shown(agent_id)} is not registered")
+        return self.episodic.renew_agent_leases(agent_id, self._lease(self._now()))
 
     def requeue_stale(self, now: datetime | None = None) -> list[str]:
-        """Retry (or fail, when no retry is left) every task whose lease ran out."""
-        now = self.clock() if now is None else v.timestamp("now", now)
-        with self.db.transaction():
-            stale = self.episodic.stale_tasks(now)
-            for task_id in stale:
-                task = self.episodic.get_task(task_id)
-                self._fail(task, f"lease expired (agent {task.assigned_to})", True, now)
-        return stale
+        """Retry (or fail, when no retry is left) every task whose lease ran out; returns
+        their ids. Safe from many processes at once: each stale task is requeued by one
+        of them, the others skip it."""
+        now = self._now() if now is None else v.timestamp("now", now)
+        return self.db.atomic(self._requeue_stale, now)
+
+    def _requeue_stale(self, now: datetime) -> list[str]:
+        stale = self.episodic.stale_tasks(now)
+        for task in stale:
+            self._fail(task, f"lease expired (agent {task.assigned_to})", True, now)
+        self._record_outcomes(now, failed=Counter(
+            t.assigned_to for t in stale if t.assigned_to is not None))
+        return [t.id for t in stale]
 
     def _lease(self, now: datetime) -> datetime:
         return now + timedelta(seconds=self.lease_seconds)
+
+    def _now(self) -> datetime:
+        """The queue's clock, checked: times are compared with stored aware UTC times."""
+        now = self.clock()
+        if not isinstance(now, datetime) or now.tzinfo is None:
+            raise ValidationError(f"the queue's clock must return an aware datetime, not "
+                                  f"{shown(now)}")
+        return now
 
     # ------------------------------------------------------------------ reading
     def get_task_status(self, task_id: str) -> Task | None:
@@ -469,7 +577,7 @@ class TaskQueue:
         return {
             "task_id": task.id, "status": task.status.value,
             "ready": task.status is PENDING and not waiting
-            and (task.retry_until is None or task.retry_until <= self.clock()),
+            and (task.retry_until is None or task.retry_until <= self._now()),
             "dependencies": {d: states[d][0].value for d in task.dependencies},
             "waiting_on": waiting, "blocked_by": task.blocked_by,
             "dependents": self.episodic.dependents_of(task.id),
@@ -519,24 +627,74 @@ class TaskQueue:
 
     # ------------------------------------------------------------------ checks
     def _require(self, task_id: str, action: str, allowed: tuple[TaskStatus, ...]) -> Task:
-        task = self.episodic.get_task(v.text("task_id", task_id))
-        if task is None:
-            raise TaskNotFoundError(f"task {shown(task_id)} does not exist")
+        task = self._existing(v.text("task_id", task_id))
         if task.status not in allowed:
             raise InvalidTransitionError(task.id, task.status.value, action)
+        return task
+
+    def _existing(self, task_id: str) -> Task:
+        task = self.episodic.get_task(task_id)
+        if task is None:
+            raise TaskNotFoundError(f"task {shown(task_id)} does not exist")
+        return task
+
+    def _locked(self, task_id: str) -> Task:
+        """The task, read to be changed in this transaction (PostgreSQL: row locked)."""
+        task = self.episodic.lock_tasks([task_id]).get(task_id)
+        if task is None:
+            raise TaskNotFoundError(f"task {shown(task_id)} does not exist")
         return task
 
     def _changed(self, task_id: str, action: str, task: Task | None) -> Task:
         """The task a guarded UPDATE returned; if it matched nothing, say why."""
         if task is not None:
             return task
-        current = self.episodic.get_task(task_id)
-        if current is None:
-            raise TaskNotFoundError(f"task {shown(task_id)} does not exist")
-        raise InvalidTransitionError(task_id, current.status.value, action)
+        raise InvalidTransitionError(task_id, self._existing(task_id).status.value, action)
 
     def _check_dependencies_completed(self, task: Task) -> None:
         states = self.episodic.task_states(task.dependencies)
         waiting = [d for d in task.dependencies if states[d][0] is not COMPLETED]
         if waiting:
             raise DependencyError(f"task {shown(task.id)} waits on uncompleted dependencies {shown(waiting, 200)}")
+
+
+def _fence(agent_id: Any, attempt: Any) -> tuple[str | None, int | None]:
+    """The caller's attempt, checked: an agent id and/or an attempt number (None: any)."""
+    return (v.optional_text("agent_id", agent_id),
+            v.non_negative_int("attempt", attempt, allow_none=True, high=2**31 - 1))
+
+
+def _check_attempt(task: Task, action: str, agent_id: str | None, attempt: int | None) -> None:
+    """StaleAttemptError when the caller named an attempt that is not the task's current
+    one (a task's attempt is current while it is assigned or running under it)."""
+    if agent_id is None and attempt is None:
+        return
+    if (task.status in ACTIVE_STATES and agent_id in (None, task.assigned_to)
+            and attempt in (None, task.attempt)):
+        return
+    named = " of ".join(x for x in (attempt is not None and f"attempt {attempt}",
+                                    agent_id is not None and f"agent {shown(agent_id)}") if x)
+    now = (f"; attempt {task.attempt} is held by {shown(task.assigned_to)}"
+           if task.status in ACTIVE_STATES else "")
+    raise StaleAttemptError(task.id, task.status.value, action,
+                            f"{named} is no longer current{now}")
+
+
+def _attempts_of(results: Any) -> tuple[list[int | None] | None, Any]:
+    """The ``attempt`` of each completion record (None when no record has one), and the
+    records without it."""
+    if isinstance(results, pd.DataFrame):
+        if "attempt" not in results.columns:
+            return None, results
+        attempts = [None if pd.isna(a) else a for a in results["attempt"].tolist()]
+        results = results.drop(columns=["attempt"])
+    elif isinstance(results, (dict, str)) or not isinstance(results, Iterable):
+        return None, results
+    else:
+        results = list(results)
+        if not any(isinstance(r, dict) and "attempt" in r for r in results):
+            return None, results
+        attempts = [r.get("attempt") if isinstance(r, dict) else None for r in results]
+        results = [{k: x for k, x in r.items() if k != "attempt"} if isinstance(r, dict) else r
+                   for r in results]
+    return [_fence(None, a)[1] for a in attempts], results

@@ -17,6 +17,7 @@ from athena_orch.exceptions import (
     DuplicateTaskError,
     InvalidTransitionError,
     OrchestrationError,
+    StaleAttemptError,
     TaskNotFoundError,
     ValidationError,
 )
@@ -138,8 +139,11 @@ def test_heartbeat_errors_name_what_is_wrong(orch, q, reg):
     q.assign_task(tid, "alice")
     with pytest.raises(ValidationError):
         q.heartbeat()
-    with pytest.raises(ValidationError):
-        q.heartbeat(tid, agent_id="alice")
+    with pytest.raises(ValidationError, match="attempt needs the task_id"):
+        q.heartbeat(attempt=1)
+    assert q.heartbeat(tid, agent_id="alice") == [tid]  # with a task id, agent_id fences
+    with pytest.raises(StaleAttemptError, match="agent 'bob' is no longer current"):
+        q.heartbeat(tid, agent_id="bob")
     check_invariants(orch)
 
 

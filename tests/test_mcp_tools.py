@@ -761,10 +761,10 @@ def _bad_inputs(ids: dict[str, str]) -> list[tuple[str, str, dict[str, Any], lis
             ["DependencyError", "cycle"],
         ),
         (
-            "bad value",
+            "stale attempt",
             "orchestration_heartbeat",
             {"task_id": pending, "agent_id": "w"},
-            ["ValidationError", "not both"],
+            ["StaleAttemptError", "no longer current"],
         ),
         ("bad value", "orchestration_route_task", {}, ["task_id or requirements"]),
         ("bad value", "orchestration_poll_tasks", {"status": "done"}, ["status", "done"]),

@@ -8,67 +8,22 @@ fixtures in conftest.py.
 
 from __future__ import annotations
 
-import json
-import subprocess
-import sys
 import threading
-import time
 from collections import Counter
 from pathlib import Path
 
 import pytest
 from conftest import postgres_only
 from invariants import check_invariants
+from together import at_once, run_workers
 
 import athena_orch
 from athena_orch.exceptions import StorageError
 from athena_orch.stores import PostgresDatabase, open_database
 from athena_orch.stores.postgres import shown_target
+from athena_orch.stores.sql import migrations
 
 HERE = Path(__file__).resolve().parent
-
-
-def _workers(url: str, agents: list[str], batch: int, sync: Path) -> list[dict]:
-    """Run one worker process per agent, all starting together; their reports."""
-    procs = [subprocess.Popen(
-        [sys.executable, str(HERE / "pg_claim_worker.py"), url, a, str(sync), str(batch)],
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for a in agents]
-    deadline = time.monotonic() + 120
-    while len(list(sync.glob("ready-*"))) < len(agents):
-        assert time.monotonic() < deadline and all(p.poll() is None for p in procs), \
-            [p.communicate() for p in procs if p.poll() is not None]
-        time.sleep(0.05)
-    (sync / "go").touch()
-    reports = []
-    for proc in procs:
-        out, err = proc.communicate(timeout=300)
-        assert proc.returncode == 0, err
-        reports.append(json.loads(out))
-    return reports
-
-
-def at_once(n: int, fn) -> list:
-    """``fn(i)`` for i < n, in n threads released together; their results. An exception in
-    any thread, or a thread still running after two minutes, fails the test."""
-    barrier = threading.Barrier(n)
-    results: list = [None] * n
-    errors: list[BaseException] = []
-
-    def run(i: int) -> None:
-        barrier.wait()
-        try:
-            results[i] = fn(i)
-        except BaseException as exc:  # noqa: BLE001 - reported below
-            errors.append(exc)
-
-    threads = [threading.Thread(target=run, args=(i,)) for i in range(n)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join(timeout=120)
-    assert not errors, errors
-    assert not any(t.is_alive() for t in threads)
-    return results
 
 
 @postgres_only
@@ -83,7 +38,8 @@ def test_eight_processes_claim_every_task_exactly_once(database_url, batch, tmp_
             [{"content": f"task {i}", "task_type": "t", "requirements": ["python"]}
              for i in range(400)])
 
-    reports = _workers(url, agents, batch, tmp_path)
+    reports = run_workers(HERE / "pg_claim_worker.py",
+                          [[url, a, str(tmp_path), str(batch)] for a in agents], tmp_path)
 
     done = [tid for r in reports for tid in r["completed"]]
     assert sorted(done) == sorted(ids)  # every task once, none twice
@@ -162,11 +118,12 @@ def test_connections_opening_a_new_database_at_once_migrate_it_once(database_url
         with athena_orch.connect(url) as orch:
             return orch.db.schema_version
 
+    versions = [version for version, _, _ in migrations("postgresql")]
     opened = at_once(4, open_it)
-    assert opened == [1] * 4
+    assert opened == [versions[-1]] * 4
     db = open_database(url)
     try:
-        assert [r[0] for r in db.fetch_rows("migrations_applied")] == [1]
+        assert [r[0] for r in db.fetch_rows("migrations_applied")] == versions
     finally:
         db.close()
 

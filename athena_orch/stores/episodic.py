@@ -157,8 +157,8 @@ def _tasks_from_columns(columns: list[str], by_column: list[list]) -> list[Task]
             cells = list(map(_STATUS.__getitem__, cells))
         elif field in ("requirements", "dependencies"):  # each row its own list
             cells = list(map(list, _each_once(lambda c: tuple(json.loads(c or "[]")), cells)))
-        elif field in ("task_type", "priority", "retry_count"):
-            default = {"task_type": "", "priority": "medium", "retry_count": 0}[field]
+        elif field in ("task_type", "priority", "retry_count", "attempt"):
+            default = {"task_type": "", "priority": "medium", "retry_count": 0, "attempt": 0}[field]
             cells = [c or default for c in cells]
         values.append(cells)
     return list(map(Task, *values))
@@ -256,11 +256,14 @@ class EpisodicStore:
         for task in tasks:  # as tasks_claim_mark wrote them
             task.status, task.assigned_to, task.assigned_at = status, agent_id, now
             task.started_at = now if status is TaskStatus.RUNNING else None
-            task.lease_until = lease_until
+            task.lease_until, task.attempt = lease_until, task.attempt + 1
         return tasks
 
-    def start(self, task_id: str, now: datetime, lease_until: datetime) -> Task | None:
-        return self._transition("task_start", task_id=task_id, now=now, lease_until=lease_until)
+    def start(self, task_id: str, now: datetime, lease_until: datetime, *,
+              agent_id: str | None = None, attempt: int | None = None) -> Task | None:
+        """assigned -> running, if the named attempt (None: any) is the current one."""
+        return self._transition("task_start", task_id=task_id, now=now, lease_until=lease_until,
+                                agent_id=agent_id, attempt=attempt)
 
     def lock_tasks(self, task_ids: list[str]) -> dict[str, Task]:
         """The tasks of ``task_ids`` that exist, by id, read to be changed in this
@@ -288,12 +291,15 @@ class EpisodicStore:
             task.result = result
         return tasks
 
-    def retry(self, task_id: str, error: str, retry_until: datetime) -> Task | None:
-        return self._transition("task_retry", task_id=task_id, error=error,
+    def retry(self, task_id: str, attempt: int, error: str, retry_until: datetime) -> Task | None:
+        """Back to pending, if ``attempt`` is still the task's current one."""
+        return self._transition("task_retry", task_id=task_id, attempt=attempt, error=error,
                                 retry_until=retry_until)
 
-    def fail(self, task_id: str, error: str, now: datetime) -> Task | None:
-        return self._transition("task_fail", task_id=task_id, error=error, now=now)
+    def fail(self, task_id: str, attempt: int, error: str, now: datetime) -> Task | None:
+        """Failed for good, if ``attempt`` is still the task's current one."""
+        return self._transition("task_fail", task_id=task_id, attempt=attempt, error=error,
+                                now=now)
 
     def cancel(self, task_id: str, reason: str, now: datetime) -> Task | None:
         return self._transition("task_cancel", task_id=task_id, reason=reason, now=now)
@@ -309,9 +315,11 @@ class EpisodicStore:
         """Count the newly completed ``task_ids`` for every task waiting on them."""
         self.db.execute("dependents_release", task_ids=task_ids)
 
-    def renew_lease(self, task_id: str, lease_until: datetime) -> bool:
+    def renew_lease(self, task_id: str, lease_until: datetime, *, agent_id: str | None = None,
+                    attempt: int | None = None) -> bool:
         return bool(self.db.fetch_rows("task_renew_lease", task_id=task_id,
-                                       lease_until=lease_until))
+                                       lease_until=lease_until, agent_id=agent_id,
+                                       attempt=attempt))
 
     def renew_agent_leases(self, agent_id: str, lease_until: datetime) -> list[str]:
         rows = self.db.fetch_rows("agent_renew_leases", agent_id=agent_id,
@@ -345,8 +353,10 @@ class EpisodicStore:
                            task_type=task_type, priority=priority,
                            created_after=created_after, limit=limit)
 
-    def stale_tasks(self, now: datetime) -> list[str]:
-        return [r[0] for r in self.db.fetch_rows("tasks_stale", now=now)]
+    def stale_tasks(self, now: datetime) -> list[Task]:
+        """Active tasks whose lease ran out before ``now``, in id order, read to be changed
+        in this transaction (PostgreSQL: locked, skipping those another process holds)."""
+        return self._tasks("tasks_stale", by_column=True, now=now)
 
     def status_counts(self) -> dict[str, int]:
         return dict(self.db.fetch_rows("task_status_counts"))

@@ -38,11 +38,6 @@ SELECT version FROM store_versions WHERE name = $name;
 -- name: store_version_bump
 UPDATE store_versions SET version = version + 1 WHERE name = $name;
 
--- name: column_types
--- Column name -> SQL type of one of our tables (PostgreSQL's COPY writes integers by it).
-SELECT column_name, data_type FROM information_schema.columns
-WHERE table_name = $table AND table_schema = current_schema();
-
 -- ---------------------------------------------------------------- tasks: writes
 
 -- name: tasks_insert
@@ -64,9 +59,10 @@ INSERT INTO episodic_events BY NAME SELECT * FROM incoming;
 INSERT INTO task_dependencies BY NAME SELECT * FROM incoming;
 
 -- name: task_assign
--- pending -> assigned, for a task whose dependencies are all completed.
+-- pending -> assigned, for a task whose dependencies are all completed: a new attempt.
 UPDATE episodic_events
-SET task_status = 'assigned', assigned_to = $agent_id, assigned_at = $now, lease_until = $lease_until
+SET task_status = 'assigned', assigned_to = $agent_id, assigned_at = $now, lease_until = $lease_until,
+    attempt = coalesce(attempt, 0) + 1
 WHERE task_id = $task_id AND task_status = 'pending' AND waiting_on = 0
 RETURNING *;
 
@@ -97,7 +93,7 @@ SELECT e.task_id, e.content, e.task_type, e.task_status, e.priority,
        epoch_us(e.lease_until) AS lease_until,
        e.error_message, e.retry_count, e.execution_duration_ms, e.max_retries,
        e.estimated_duration_ms, e.result_task_id, e.blocked_by, e.task_batch_id,
-       e.idempotency_key, e.success
+       e.idempotency_key, e.success, e.attempt
 FROM (
     SELECT id, row_number() OVER (ORDER BY priority_rank, created_at, id) AS position
     FROM (
@@ -123,18 +119,23 @@ ORDER BY p.position;
 
 -- name: tasks_claim_mark
 -- Hand the picked pending tasks to the agent as $status ('assigned', or 'running' to
--- start them at once). No RETURNING: in DuckDB that turns the update into a delete and
--- an insert of every row; the caller knows the rows from tasks_claim_pick.
+-- start them at once), each as a new attempt. No RETURNING: in DuckDB that turns the
+-- update into a delete and an insert of every row; the caller knows the rows from
+-- tasks_claim_pick.
 UPDATE episodic_events
 SET task_status = $status, assigned_to = $agent_id, assigned_at = $now,
-    started_at = CASE WHEN $status = 'running' THEN $now END, lease_until = $lease_until
+    started_at = CASE WHEN $status = 'running' THEN $now END, lease_until = $lease_until,
+    attempt = coalesce(attempt, 0) + 1
 WHERE task_id IN (SELECT unnest($task_ids::VARCHAR[])) AND task_status = 'pending';
 
 -- name: task_start
--- assigned -> running.
+-- assigned -> running, if the caller's attempt (agent and attempt number, each NULL for
+-- any) is the task's current one.
 UPDATE episodic_events
 SET task_status = 'running', started_at = $now, lease_until = $lease_until
 WHERE task_id = $task_id AND task_status = 'assigned'
+  AND ($agent_id::TEXT IS NULL OR assigned_to = $agent_id::TEXT)
+  AND ($attempt::INTEGER IS NULL OR coalesce(attempt, 0) = $attempt::INTEGER)
 RETURNING *;
 
 -- name: results_insert
@@ -156,7 +157,7 @@ SELECT task_id, content, task_type, task_status, priority, requirements, depende
        epoch_us(retry_until) AS retry_until,
        epoch_us(lease_until) AS lease_until,
        error_message, retry_count, execution_duration_ms, max_retries, estimated_duration_ms,
-       result_task_id, blocked_by, task_batch_id, idempotency_key, success
+       result_task_id, blocked_by, task_batch_id, idempotency_key, success, attempt
 FROM episodic_events
 WHERE task_id IN (SELECT unnest($task_ids::VARCHAR[]));
 
@@ -171,20 +172,23 @@ FROM (SELECT unnest($task_ids::VARCHAR[]) AS task_id, unnest($durations::BIGINT[
 WHERE episodic_events.task_id = i.task_id AND episodic_events.task_status = 'running';
 
 -- name: task_retry
--- assigned/running -> pending with one retry used and a back-off.
+-- assigned/running -> pending with one retry used and a back-off; only the attempt the
+-- caller read ($attempt), so a second process requeueing the same task changes nothing.
 UPDATE episodic_events
 SET task_status = 'pending', assigned_to = NULL, assigned_at = NULL, started_at = NULL,
     lease_until = NULL, retry_count = retry_count + 1, retry_until = $retry_until,
     error_message = $error
 WHERE task_id = $task_id AND task_status IN ('assigned', 'running')
+  AND coalesce(attempt, 0) = $attempt::INTEGER
 RETURNING *;
 
 -- name: task_fail
--- assigned/running -> failed for good.
+-- assigned/running -> failed for good (the attempt the caller read, as task_retry).
 UPDATE episodic_events
 SET task_status = 'failed', completed_at = $now, error_message = $error, success = FALSE,
     lease_until = NULL, outcome = 'failure'
 WHERE task_id = $task_id AND task_status IN ('assigned', 'running')
+  AND coalesce(attempt, 0) = $attempt::INTEGER
 RETURNING *;
 
 -- name: task_cancel
@@ -209,8 +213,11 @@ FROM (SELECT task_id, count(*) AS completed FROM task_dependencies
 WHERE episodic_events.task_id = d.task_id;
 
 -- name: task_renew_lease
+-- A new lease for the task, if the caller's attempt (NULLs: any) is its current one.
 UPDATE episodic_events SET lease_until = $lease_until
 WHERE task_id = $task_id AND task_status IN ('assigned', 'running')
+  AND ($agent_id::TEXT IS NULL OR assigned_to = $agent_id::TEXT)
+  AND ($attempt::INTEGER IS NULL OR coalesce(attempt, 0) = $attempt::INTEGER)
 RETURNING task_id;
 
 -- name: agent_renew_leases
@@ -232,8 +239,9 @@ WHERE t.task_id = $task_id;
 SELECT 1 WHERE $keys IS NOT NULL;
 
 -- name: tasks_by_idempotency_keys
--- The tasks already created under any of $keys.
-SELECT idempotency_key, task_id, content, task_type FROM episodic_events
+-- The tasks already created under any of $keys, with what they were created with.
+SELECT idempotency_key, task_id, content, task_type, priority, requirements, dependencies,
+       max_retries, estimated_duration_ms FROM episodic_events
 WHERE idempotency_key IN (SELECT unnest($keys::VARCHAR[]));
 
 -- name: task_states
@@ -255,10 +263,19 @@ ORDER BY t.priority_rank, t.created_at, t.id
 LIMIT $limit;
 
 -- name: tasks_stale
--- Assigned or running tasks whose lease ran out before $now.
-SELECT task_id FROM episodic_events
+-- Assigned or running tasks whose lease ran out before $now (columns as tasks_lock).
+SELECT task_id, content, task_type, task_status, priority, requirements, dependencies,
+       assigned_to, epoch_us(created_at) AS created_at,
+       epoch_us(assigned_at) AS assigned_at,
+       epoch_us(started_at) AS started_at,
+       epoch_us(completed_at) AS completed_at,
+       epoch_us(retry_until) AS retry_until,
+       epoch_us(lease_until) AS lease_until,
+       error_message, retry_count, execution_duration_ms, max_retries, estimated_duration_ms,
+       result_task_id, blocked_by, task_batch_id, idempotency_key, success, attempt
+FROM episodic_events
 WHERE task_status IN ('assigned', 'running') AND lease_until < $now
-ORDER BY lease_until, id;
+ORDER BY id;
 
 -- name: task_status_counts
 SELECT task_status, count(*) AS n FROM episodic_events

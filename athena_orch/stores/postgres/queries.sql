@@ -46,7 +46,7 @@ SELECT t.id, t.task_id, t.content, t.task_type, t.task_status, t.priority, t.pri
        t.requirements, t.dependencies, t.assigned_to, t.created_at, t.assigned_at,
        t.started_at, t.completed_at, t.retry_until, t.lease_until, t.error_message,
        t.retry_count, t.execution_duration_ms, t.max_retries, t.estimated_duration_ms,
-       t.result_task_id, t.blocked_by, t.task_batch_id, t.idempotency_key, t.success
+       t.result_task_id, t.blocked_by, t.task_batch_id, t.idempotency_key, t.success, t.attempt
 FROM episodic_events t
 WHERE t.task_status = 'pending' AND t.waiting_on = 0
   AND (t.retry_until IS NULL OR t.retry_until <= $now::timestamptz)
@@ -61,7 +61,7 @@ FOR UPDATE OF t SKIP LOCKED;
 UPDATE episodic_events
 SET task_status = $status::text, assigned_to = $agent_id::text, assigned_at = $now::timestamptz,
     started_at = CASE WHEN $status::text = 'running' THEN $now::timestamptz END,
-    lease_until = $lease_until::timestamptz
+    lease_until = $lease_until::timestamptz, attempt = coalesce(attempt, 0) + 1
 WHERE task_id = ANY($task_ids::text[]) AND task_status = 'pending';
 
 -- name: tasks_lock
@@ -70,11 +70,56 @@ SELECT id, task_id, content, task_type, task_status, priority, requirements, dep
        assigned_to, created_at, assigned_at, started_at, completed_at, retry_until,
        lease_until, error_message, retry_count, execution_duration_ms, max_retries,
        estimated_duration_ms, result_task_id, blocked_by, task_batch_id, idempotency_key,
-       success
+       success, attempt
 FROM episodic_events
 WHERE task_id = ANY($task_ids::text[])
 ORDER BY id
 FOR UPDATE;
+
+-- name: tasks_stale
+-- As in DuckDB, locked in id order; rows another process is requeueing are skipped, and
+-- a row it requeued meanwhile no longer matches: each stale task is requeued once.
+SELECT id, task_id, content, task_type, task_status, priority, requirements, dependencies,
+       assigned_to, created_at, assigned_at, started_at, completed_at, retry_until,
+       lease_until, error_message, retry_count, execution_duration_ms, max_retries,
+       estimated_duration_ms, result_task_id, blocked_by, task_batch_id, idempotency_key,
+       success, attempt
+FROM episodic_events
+WHERE task_status IN ('assigned', 'running') AND lease_until < $now::timestamptz
+ORDER BY id
+FOR UPDATE SKIP LOCKED;
+
+-- Multi-row updates lock their rows in id order first (tasks by id, like tasks_lock), so
+-- two transactions touching the same tasks queue up instead of deadlocking.
+
+-- name: tasks_block
+UPDATE episodic_events
+SET task_status = 'blocked', blocked_by = $root::text, error_message = $reason::text,
+    outcome = 'blocked'
+WHERE id IN (SELECT id FROM episodic_events
+             WHERE task_id = ANY($task_ids::text[]) AND task_status = 'pending'
+             ORDER BY id FOR UPDATE)
+  AND task_status = 'pending'
+RETURNING task_id;
+
+-- name: dependents_release
+WITH waiting AS MATERIALIZED (
+    SELECT e.id, d.completed
+    FROM episodic_events e
+    JOIN (SELECT task_id, count(*) AS completed FROM task_dependencies
+          WHERE depends_on = ANY($task_ids::text[]) GROUP BY task_id) d ON d.task_id = e.task_id
+    ORDER BY e.id
+    FOR UPDATE OF e)
+UPDATE episodic_events SET waiting_on = waiting_on - waiting.completed
+FROM waiting WHERE episodic_events.id = waiting.id;
+
+-- name: agent_renew_leases
+UPDATE episodic_events SET lease_until = $lease_until::timestamptz
+WHERE id IN (SELECT id FROM episodic_events
+             WHERE assigned_to = $agent_id::text AND task_status IN ('assigned', 'running')
+             ORDER BY id FOR UPDATE)
+  AND task_status IN ('assigned', 'running')
+RETURNING task_id;
 
 -- name: tasks_complete
 UPDATE episodic_events

@@ -49,6 +49,7 @@ class SQLDatabase(ABC):
     """
 
     dialect: str = ""
+    _begin = "BEGIN"  # how a transaction starts
     #: How often :meth:`atomic` runs a transaction that keeps losing conflicts, and the
     #: back-off between runs: jittered, from ``retry_delay`` doubling up to ``retry_delay_max``.
     retry_attempts: int = 8
@@ -180,8 +181,6 @@ class SQLDatabase(ABC):
             session.depth = 0
             self._run("COMMIT", {}, label="commit")
 
-    _begin = "BEGIN"  # how a transaction starts
-
     def atomic(self, fn: Callable[..., Any], /, *args: Any, **kwargs: Any) -> Any:
         """``fn(*args, **kwargs)`` in one transaction; returns its result.
 
@@ -201,7 +200,7 @@ class SQLDatabase(ABC):
                 with self.transaction():
                     return fn(*args, **kwargs)
             except TransactionConflictError as exc:
-                if attempt == self.retry_attempts:
+                if attempt >= self.retry_attempts:
                     raise StorageError(
                         f"gave up after {attempt} attempts: the transaction kept losing "
                         f"deadlock or serialization conflicts ({exc})") from exc

@@ -123,7 +123,9 @@ class PostgresDatabase(SQLDatabase):
         try:
             ConnectionPool.check_connection(conn)
         except psycopg.Error:
-            self._pool.check()
+            pool = self._pool
+            if pool is not None:  # not closed meanwhile
+                pool.check()
             raise
 
     @contextmanager
@@ -132,10 +134,11 @@ class PostgresDatabase(SQLDatabase):
         if session is not None:
             yield session
             return
-        if self._pool is None:
+        pool = self._pool
+        if pool is None:
             raise StorageError(f"{self.path} is closed")
         try:
-            conn = self._pool.getconn()
+            conn = pool.getconn()
         except PoolTimeout as exc:
             raise StorageError(
                 f"no connection to {self.path} within {self.pool_timeout:g} s: the server "
@@ -148,7 +151,7 @@ class PostgresDatabase(SQLDatabase):
             yield session
         finally:
             self._local.session = None
-            self._pool.putconn(conn)  # a broken one is discarded and replaced
+            pool.putconn(conn)  # a broken one is discarded and replaced
 
     def _in_transaction(self) -> bool:
         session = self._local.session  # without taking a connection just to ask

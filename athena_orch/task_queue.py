@@ -430,28 +430,34 @@ class TaskQueue:
         _check_attempt(task, "fail", agent_id, attempt)
         if task.status not in ACTIVE_STATES:
             raise InvalidTransitionError(task.id, task.status.value, "fail")
-        now = self._now()
-        failed = self._fail(task, error, should_retry, now)
-        if task.assigned_to is not None:
-            self._record_outcomes(now, failed=Counter({task.assigned_to: 1}))
-        return failed
+        return self._fail([task], [error], should_retry, self._now())[0]
 
-    def _fail(self, task: Task, error: str, should_retry: bool, now: datetime) -> Task:
-        """Retry or fail the task's current attempt (its row read in this transaction);
-        the caller records the failure in the agent's figures."""
-        if should_retry and task.retry_count < task.max_retries:
-            doublings = min(task.retry_count, 64)  # past that the cap has long applied
-            delay = min(self.retry_backoff_seconds * 2**doublings, self.retry_backoff_max_seconds)
-            retried = self._changed(task.id, "fail", self.episodic.retry(
-                task.id, task.attempt, error, now + timedelta(seconds=delay)))
-            self._log(task.id, task.status, PENDING, task.assigned_to, now,
-                      f"retry {retried.retry_count} of {task.max_retries}: {error}")
-            return retried
-        failed = self._changed(task.id, "fail",
-                               self.episodic.fail(task.id, task.attempt, error, now))
-        self._log(task.id, task.status, FAILED, task.assigned_to, now, error)
-        self._block_downstream(task.id, "failed", now)
-        return failed
+    def _fail(self, tasks: list[Task], errors: list[str], should_retry: bool,
+              now: datetime) -> list[Task]:
+        """Retry, or fail for good when no retry is left (or ``should_retry`` is False),
+        the current attempt of each task (rows read in this transaction); block what is
+        downstream of those that failed and count a failure for each agent. A bounded
+        number of statements however many tasks: one call never holds the lock long."""
+        again = [should_retry and t.retry_count < t.max_retries for t in tasks]
+        moves = [([t.id], t.status, PENDING if retry else FAILED, t.assigned_to,
+                  f"retry {t.retry_count + 1} of {t.max_retries}: {e}" if retry else e)
+                 for t, e, retry in zip(tasks, errors, again)]
+        failures = Counter(t.assigned_to for t in tasks if t.assigned_to is not None)
+        retried = [(t, e) for t, e, retry in zip(tasks, errors, again) if retry]
+        final = [(t, e) for t, e, retry in zip(tasks, errors, again) if not retry]
+        self.episodic.retry([t for t, _ in retried], [e for _, e in retried],
+                            [now + self._backoff(t.retry_count) for t, _ in retried])
+        self.episodic.fail([t for t, _ in final], [e for _, e in final], now)
+        self._log_many(moves, now)
+        self._block_downstream([t.id for t, _ in final], "failed", now)
+        self._record_outcomes(now, failed=failures)
+        return tasks
+
+    def _backoff(self, retry_count: int) -> timedelta:
+        """The wait before retry ``retry_count + 1``: doubling, capped."""
+        doublings = min(retry_count, 64)  # past that the cap has long applied
+        return timedelta(seconds=min(self.retry_backoff_seconds * 2**doublings,
+                                     self.retry_backoff_max_seconds))
 
     def cancel_task(self, task_id: str, reason: str | None = None) -> Task:
         """pending/assigned/running/blocked -> cancelled; tasks downstream are blocked."""
@@ -466,17 +472,30 @@ class TaskQueue:
         now = self._now()
         cancelled = self._changed(task.id, "cancel", self.episodic.cancel(task.id, reason, now))
         self._log(task.id, task.status, CANCELLED, task.assigned_to, now, reason)
-        self._block_downstream(task.id, "was cancelled", now)
+        self._block_downstream([task.id], "was cancelled", now)
         return cancelled
 
-    def _block_downstream(self, root: str, verb: str, now: datetime) -> list[str]:
-        downstream = self._current_dag().descendants(root)
-        if not downstream:
-            return []
-        reason = f"blocked: dependency {root} {verb}"
-        blocked = self.episodic.block(sorted(downstream), root, reason)
-        self._log_many([(blocked, PENDING, BLOCKED, None, reason)], now)
-        return blocked
+    def _block_downstream(self, roots: list[str], verb: str, now: datetime) -> None:
+        """Block every pending task downstream of ``roots`` (which failed or were
+        cancelled); a task downstream of several is blocked by the first in id order."""
+        if not roots:
+            return
+        dag = self._current_dag()
+        root_of: dict[str, str] = {}
+        for root in sorted(roots):
+            for task_id in dag.descendants(root):
+                root_of.setdefault(task_id, root)
+        if not root_of:
+            return
+        downstream = sorted(root_of)
+        reasons = {root: f"blocked: dependency {root} {verb}" for root in roots}
+        blocked = self.episodic.block(downstream, [root_of[t] for t in downstream],
+                                      [reasons[root_of[t]] for t in downstream])
+        by_root: dict[str, list[str]] = {}
+        for task_id in blocked:
+            by_root.setdefault(root_of[task_id], []).append(task_id)
+        self._log_many([(ids, PENDING, BLOCKED, None, reasons[root])
+                        for root, ids in by_root.items()], now)
 
     # ------------------------------------------------------------------ leases
     def heartbeat(self, task_id: str | None = None, *, agent_id: str | None = None,
@@ -518,11 +537,9 @@ class TaskQueue:
 
     def _requeue_stale(self, now: datetime) -> list[str]:
         stale = self.episodic.stale_tasks(now)
-        for task in stale:
-            self._fail(task, f"lease expired (agent {task.assigned_to})", True, now)
-        self._record_outcomes(now, failed=Counter(
-            t.assigned_to for t in stale if t.assigned_to is not None))
-        return [t.id for t in stale]
+        ids = [t.id for t in stale]
+        self._fail(stale, [f"lease expired (agent {t.assigned_to})" for t in stale], True, now)
+        return ids
 
     def _lease(self, now: datetime) -> datetime:
         return now + timedelta(seconds=self.lease_seconds)

@@ -10,6 +10,7 @@ from datetime import datetime
 
 import pandas as pd
 import pytest
+from conftest import FakeClock
 from together import at_once
 
 import athena_orch
@@ -234,3 +235,33 @@ def test_requeue_stale_from_many_callers_at_once_requeues_each_task_once(team, c
     assert sorted(t for ids in requeued for t in ids) == sorted(task_ids)
     assert team.registry.get_agent("carol").total_failed == 40
     assert {q.get_task_status(t).retry_count for t in task_ids} == {1}
+
+
+def _statements_to_requeue(url, n: int) -> int:
+    """Statements ``requeue_stale`` runs for ``n`` expired tasks, half of them without a
+    retry left and each of those with a task waiting on it (to block)."""
+    statements: list[str] = []
+    with athena_orch.connect(url, tracer=lambda sql, params: statements.append(sql)) as orch:
+        orch.queue.clock = clock = FakeClock()
+        orch.registry.register_agent("a", [], {"max_concurrent_tasks": n})
+        records = [{"key": f"k{i}", "content": f"t{i}", "task_type": "t",
+                    "max_retries": i % 2} for i in range(n)]
+        records += [{"content": f"after {i}", "task_type": "t", "dependencies": [f"k{i}"]}
+                    for i in range(0, n, 2)]
+        orch.queue.create_tasks(records)
+        assert len(orch.queue.claim_tasks("a", n)) == n
+        clock.advance(orch.queue.lease_seconds + 1)
+        statements.clear()
+        assert len(orch.queue.requeue_stale()) == n
+        stats = orch.queue.get_queue_statistics()
+        assert (stats.pending_count, stats.failed_count, stats.blocked_count) == (
+            n // 2, n // 2, n // 2)
+    return len(statements)
+
+
+def test_requeue_stale_runs_the_same_few_statements_for_any_number_of_tasks(database_url):
+    """One call, a bounded number of statements: a mass expiry does not hold the DuckDB
+    lock for a statement per task."""
+    few, many = _statements_to_requeue(database_url(), 4), _statements_to_requeue(
+        database_url(), 400)
+    assert few == many <= 16

@@ -291,24 +291,42 @@ class EpisodicStore:
             task.result = result
         return tasks
 
-    def retry(self, task_id: str, attempt: int, error: str, retry_until: datetime) -> Task | None:
-        """Back to pending, if ``attempt`` is still the task's current one."""
-        return self._transition("task_retry", task_id=task_id, attempt=attempt, error=error,
-                                retry_until=retry_until)
+    def retry(self, tasks: list[Task], errors: list[str], retry_untils: list[datetime]
+              ) -> list[Task]:
+        """Put these active tasks (read in this transaction) back to pending, each with its
+        error and back-off; returns them as written."""
+        if tasks:
+            self.db.execute("tasks_retry", task_ids=[t.id for t in tasks],
+                            attempts=[t.attempt for t in tasks], errors=errors,
+                            retry_untils=retry_untils)
+        for task, error, until in zip(tasks, errors, retry_untils):
+            task.status, task.error, task.retry_count = (
+                TaskStatus.PENDING, error, task.retry_count + 1)
+            task.retry_until = until.astimezone(DB_UTC)
+            task.assigned_to = task.assigned_at = task.started_at = task.lease_until = None
+        return tasks
 
-    def fail(self, task_id: str, attempt: int, error: str, now: datetime) -> Task | None:
-        """Failed for good, if ``attempt`` is still the task's current one."""
-        return self._transition("task_fail", task_id=task_id, attempt=attempt, error=error,
-                                now=now)
+    def fail(self, tasks: list[Task], errors: list[str], now: datetime) -> list[Task]:
+        """Fail these active tasks (read in this transaction) for good; returns them as
+        written."""
+        if tasks:
+            self.db.execute("tasks_fail", task_ids=[t.id for t in tasks],
+                            attempts=[t.attempt for t in tasks], errors=errors, now=now)
+        now = now.astimezone(DB_UTC)
+        for task, error in zip(tasks, errors):
+            task.status, task.error, task.success = TaskStatus.FAILED, error, False
+            task.completed_at, task.lease_until = now, None
+        return tasks
 
     def cancel(self, task_id: str, reason: str, now: datetime) -> Task | None:
         return self._transition("task_cancel", task_id=task_id, reason=reason, now=now)
 
-    def block(self, task_ids: list[str], root: str, reason: str) -> list[str]:
-        """Block those of ``task_ids`` still pending; returns the ones it blocked."""
+    def block(self, task_ids: list[str], roots: list[str], reasons: list[str]) -> list[str]:
+        """Block those of ``task_ids`` still pending, each because of its root task (lists
+        of equal length); returns the ones it blocked."""
         if not task_ids:
             return []
-        rows = self.db.fetch_rows("tasks_block", task_ids=task_ids, root=root, reason=reason)
+        rows = self.db.fetch_rows("tasks_block", task_ids=task_ids, roots=roots, reasons=reasons)
         return [r[0] for r in rows]
 
     def release_dependents(self, task_ids: list[str]) -> None:

@@ -38,6 +38,11 @@ SELECT version FROM store_versions WHERE name = $name;
 -- name: store_version_bump
 UPDATE store_versions SET version = version + 1 WHERE name = $name;
 
+-- name: column_types
+-- Column name -> SQL type of one of our tables (PostgreSQL's COPY writes integers by it).
+SELECT column_name, data_type FROM information_schema.columns
+WHERE table_name = $table AND table_schema = current_schema();
+
 -- ---------------------------------------------------------------- tasks: writes
 
 -- name: tasks_insert
@@ -171,25 +176,32 @@ FROM (SELECT unnest($task_ids::VARCHAR[]) AS task_id, unnest($durations::BIGINT[
              unnest($event_ids::BIGINT[]) AS result_event_id) i
 WHERE episodic_events.task_id = i.task_id AND episodic_events.task_status = 'running';
 
--- name: task_retry
--- assigned/running -> pending with one retry used and a back-off; only the attempt the
--- caller read ($attempt), so a second process requeueing the same task changes nothing.
+-- name: tasks_retry
+-- assigned/running -> pending, each task with one retry used, its back-off and its error
+-- (lists of equal length); only the attempts the caller read in this transaction, so a
+-- task another process requeued meanwhile is left alone. No RETURNING (see
+-- tasks_claim_mark): the caller knows the rows.
 UPDATE episodic_events
 SET task_status = 'pending', assigned_to = NULL, assigned_at = NULL, started_at = NULL,
-    lease_until = NULL, retry_count = retry_count + 1, retry_until = $retry_until,
-    error_message = $error
-WHERE task_id = $task_id AND task_status IN ('assigned', 'running')
-  AND coalesce(attempt, 0) = $attempt::INTEGER
-RETURNING *;
+    lease_until = NULL, retry_count = retry_count + 1, retry_until = i.retry_until,
+    error_message = i.error
+FROM (SELECT unnest($task_ids::VARCHAR[]) AS task_id, unnest($attempts::INTEGER[]) AS attempt,
+             unnest($retry_untils::TIMESTAMPTZ[]) AS retry_until,
+             unnest($errors::VARCHAR[]) AS error) i
+WHERE episodic_events.task_id = i.task_id
+  AND episodic_events.task_status IN ('assigned', 'running')
+  AND coalesce(episodic_events.attempt, 0) = i.attempt;
 
--- name: task_fail
--- assigned/running -> failed for good (the attempt the caller read, as task_retry).
+-- name: tasks_fail
+-- assigned/running -> failed for good, each with its error (as tasks_retry).
 UPDATE episodic_events
-SET task_status = 'failed', completed_at = $now, error_message = $error, success = FALSE,
+SET task_status = 'failed', completed_at = $now, error_message = i.error, success = FALSE,
     lease_until = NULL, outcome = 'failure'
-WHERE task_id = $task_id AND task_status IN ('assigned', 'running')
-  AND coalesce(attempt, 0) = $attempt::INTEGER
-RETURNING *;
+FROM (SELECT unnest($task_ids::VARCHAR[]) AS task_id, unnest($attempts::INTEGER[]) AS attempt,
+             unnest($errors::VARCHAR[]) AS error) i
+WHERE episodic_events.task_id = i.task_id
+  AND episodic_events.task_status IN ('assigned', 'running')
+  AND coalesce(episodic_events.attempt, 0) = i.attempt;
 
 -- name: task_cancel
 UPDATE episodic_events
@@ -199,11 +211,14 @@ WHERE task_id = $task_id AND task_status IN ('pending', 'assigned', 'running', '
 RETURNING *;
 
 -- name: tasks_block
--- Block the given pending tasks because root task $root failed or was cancelled.
+-- Block those of the given tasks still pending, each because its root task failed or was
+-- cancelled (lists of equal length: task, root, reason).
 UPDATE episodic_events
-SET task_status = 'blocked', blocked_by = $root, error_message = $reason, outcome = 'blocked'
-WHERE task_id IN (SELECT unnest($task_ids::VARCHAR[])) AND task_status = 'pending'
-RETURNING task_id;
+SET task_status = 'blocked', blocked_by = i.root, error_message = i.reason, outcome = 'blocked'
+FROM (SELECT unnest($task_ids::VARCHAR[]) AS task_id, unnest($roots::VARCHAR[]) AS root,
+             unnest($reasons::VARCHAR[]) AS reason) i
+WHERE episodic_events.task_id = i.task_id AND episodic_events.task_status = 'pending'
+RETURNING episodic_events.task_id;
 
 -- name: dependents_release
 -- Count the newly completed dependencies of every task waiting on $task_ids.

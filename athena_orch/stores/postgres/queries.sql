@@ -94,13 +94,14 @@ FOR UPDATE SKIP LOCKED;
 
 -- name: tasks_block
 UPDATE episodic_events
-SET task_status = 'blocked', blocked_by = $root::text, error_message = $reason::text,
-    outcome = 'blocked'
-WHERE id IN (SELECT id FROM episodic_events
-             WHERE task_id = ANY($task_ids::text[]) AND task_status = 'pending'
-             ORDER BY id FOR UPDATE)
-  AND task_status = 'pending'
-RETURNING task_id;
+SET task_status = 'blocked', blocked_by = i.root, error_message = i.reason, outcome = 'blocked'
+FROM (SELECT unnest($task_ids::text[]) AS task_id, unnest($roots::text[]) AS root,
+             unnest($reasons::text[]) AS reason) i
+WHERE episodic_events.task_id = i.task_id AND episodic_events.task_status = 'pending'
+  AND episodic_events.id IN (SELECT id FROM episodic_events
+                             WHERE task_id = ANY($task_ids::text[]) AND task_status = 'pending'
+                             ORDER BY id FOR UPDATE)
+RETURNING episodic_events.task_id;
 
 -- name: dependents_release
 WITH waiting AS MATERIALIZED (

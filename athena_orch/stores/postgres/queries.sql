@@ -136,6 +136,7 @@ WHERE episodic_events.task_id = i.task_id AND episodic_events.task_status = 'run
 -- a task created on them sees the state they finish in (completed, failed, cancelled).
 SELECT task_id, task_status, blocked_by FROM episodic_events
 WHERE task_id = ANY($task_ids::text[])
+ORDER BY id
 FOR SHARE;
 
 -- name: tasks_query

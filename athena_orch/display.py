@@ -142,7 +142,7 @@ def task_html(task: Task) -> str:
         ),
         (
             "assigned to",
-            esc(task.assigned_to)
+            f"{esc(task.assigned_to)} (attempt {task.attempt})"
             if task.assigned_to
             else '<span style="color:#9ca3af">nobody</span>',
         ),

@@ -28,6 +28,8 @@ def test_task_html_shows_fields_and_escapes_user_strings(orch):
     assert "0 of 3" in out  # retries
     assert f'title="{dep}"' in out  # the dependency, full id in a tooltip
     assert 'class="athena-task"' in out
+    orch.queue.assign_task(dep, "bot")
+    assert "bot (attempt 1)" in orch.queue.get_task_status(dep)._repr_html_()
 
 
 def test_task_html_shows_error_result_and_duration():

@@ -12,7 +12,6 @@ the graph's counter; figures and live load are read fresh on every call (one sta
 
 from __future__ import annotations
 
-import json
 from collections import Counter
 from collections.abc import Iterable, Mapping
 from datetime import UTC, datetime
@@ -240,10 +239,12 @@ class AgentRegistry:
                        metadata: dict[str, Any] | None = None) -> Agent:
         """Add an agent, or replace an existing one's capabilities and metadata (its
         figures stay). ``metadata`` may set ``max_concurrent_tasks`` (default 5) and
-        ``active``; other keys are kept as they are."""
+        ``active``; other keys are kept as they are (JSON: see ``validation.json_object``).
+        A constant number of statements however many capabilities, which are written in
+        sorted order: registrations sharing capabilities never deadlock."""
         agent_id = v.text("agent_id", agent_id)
-        capabilities = v.string_list("capabilities", capabilities)
-        metadata = dict(v.mapping("metadata", metadata))
+        capabilities = sorted(v.string_list("capabilities", capabilities))
+        metadata = dict(v.json_object("metadata", metadata))
         capacity = metadata.get("max_concurrent_tasks", DEFAULT_CAPACITY)
         metadata["max_concurrent_tasks"] = v.positive_int("max_concurrent_tasks", capacity,
                                                           high=2**31 - 1)
@@ -251,65 +252,71 @@ class AgentRegistry:
         reserved = sorted({"kind", "name"} & set(metadata))
         if reserved:
             raise ValidationError(f"metadata keys {reserved} are reserved")
-        try:
-            json.dumps(metadata)
-        except (TypeError, ValueError, RecursionError) as exc:
-            raise ValidationError(f"metadata must be JSON-serialisable: {shown(exc)}") from None
-        now = _utcnow()
-        agent_key = entity_id(AGENT, agent_id)
-        with self.db.transaction():
-            self.graph_store.upsert_entity(AGENT, agent_id, metadata, now)
-            for capability in capabilities:
-                self.graph_store.upsert_entity(CAPABILITY, capability, {}, now)
-            self.graph_store.set_relations(
-                agent_key, HAS_CAPABILITY,
-                {entity_id(CAPABILITY, c): 1.0 for c in capabilities}, now)
-            self._changed()
+        self.db.atomic(self._register, agent_id, capabilities, metadata, _utcnow())
         return self.get_agent(agent_id)
+
+    def _register(self, agent_id: str, capabilities: list[str], metadata: dict[str, Any],
+                  now: datetime) -> None:
+        self.graph_store.upsert_entity(AGENT, agent_id, metadata, now)
+        self.graph_store.add_entities(CAPABILITY, capabilities, now)
+        self.graph_store.set_relations(entity_id(AGENT, agent_id), HAS_CAPABILITY,
+                                       {entity_id(CAPABILITY, c): 1.0 for c in capabilities},
+                                       now)
+        self._changed()
 
     def deregister_agent(self, agent_id: str) -> None:
         """Remove the agent and its figures; its tasks keep ``assigned_to``."""
-        with self.db.transaction():
-            agent_id = self._require(agent_id)
-            self.graph_store.delete_entity(AGENT, agent_id, (HAS_CAPABILITY,))
-            self.meta.delete_figures(agent_id)
-            self._changed()
+        agent_id = v.text("agent_id", agent_id)
+        self.db.atomic(self._deregister, agent_id)
+
+    def _deregister(self, agent_id: str) -> None:
+        self._require(agent_id)
+        self.graph_store.delete_entity(AGENT, agent_id, (HAS_CAPABILITY,))
+        self.meta.delete_figures(agent_id)
+        self._changed()
 
     def set_active(self, agent_id: str, active: bool) -> Agent:
         """Pause (False) or resume (True) routing and claims for this agent."""
+        agent_id = v.text("agent_id", agent_id)
         active = v.boolean("active", active)
-        with self.db.transaction():
-            agent_id = self._require(agent_id)
-            properties = self.graph_store.get_entity(AGENT, agent_id)["properties"]
-            properties["active"] = active
-            self.graph_store.upsert_entity(AGENT, agent_id, properties, _utcnow())
-            self._changed()
+        self.db.atomic(self._set_active, agent_id, active)
         return self.get_agent(agent_id)
+
+    def _set_active(self, agent_id: str, active: bool) -> None:
+        self._require(agent_id)
+        properties = self.graph_store.get_entity(AGENT, agent_id)["properties"]
+        properties["active"] = active
+        self.graph_store.upsert_entity(AGENT, agent_id, properties, _utcnow())
+        self._changed()
 
     def learn_new_capability(self, agent_id: str, capability: str,
                              confidence: float = 1.0) -> Agent:
         """Give an agent one more capability (or change its confidence in one)."""
+        agent_id = v.text("agent_id", agent_id)
         capability = v.text("capability", capability)
         confidence = v.number("confidence", confidence, low=0.0, high=1.0)
-        now = _utcnow()
-        with self.db.transaction():
-            agent_id = self._require(agent_id)
-            self.graph_store.upsert_entity(CAPABILITY, capability, {}, now)
-            self.graph_store.add_relation(entity_id(AGENT, agent_id),
-                                          entity_id(CAPABILITY, capability),
-                                          HAS_CAPABILITY, confidence, now)
-            self._changed()
+        self.db.atomic(self._learn, agent_id, capability, confidence, _utcnow())
         return self.get_agent(agent_id)
 
+    def _learn(self, agent_id: str, capability: str, confidence: float, now: datetime) -> None:
+        self._require(agent_id)
+        self.graph_store.add_entities(CAPABILITY, [capability], now)
+        self.graph_store.add_relations(entity_id(AGENT, agent_id), HAS_CAPABILITY,
+                                       {entity_id(CAPABILITY, capability): confidence}, now)
+        self._changed()
+
     def update_agent_performance(self, agent_id: str, success: bool, duration_ms: int) -> None:
-        """Record work done outside the queue (the queue records its own tasks)."""
+        """Record work done outside the queue (the queue records its own tasks).
+        ``duration_ms`` is at most ``validation.MAX_DURATION_MS`` (10 years)."""
+        agent_id = v.text("agent_id", agent_id)
         success = v.boolean("success", success)
-        duration_ms = v.non_negative_int("duration_ms", duration_ms)
-        with self.db.transaction():
-            agent_id = self._require(agent_id)
-            self.meta.record_outcome(agent_id, _utcnow(), completed=int(success),
-                                     failed=int(not success),
-                                     success_ms=duration_ms if success else 0)
+        duration_ms = v.non_negative_int("duration_ms", duration_ms, high=v.MAX_DURATION_MS)
+        self.db.atomic(self._record, agent_id, success, duration_ms, _utcnow())
+
+    def _record(self, agent_id: str, success: bool, duration_ms: int, now: datetime) -> None:
+        self._require(agent_id)
+        self.meta.record_outcome(agent_id, now, completed=int(success), failed=int(not success),
+                                 success_ms=duration_ms if success else 0)
 
     # ------------------------------------------------------------------ reads
     def get_agent(self, agent_id: str) -> Agent | None:
@@ -430,9 +437,8 @@ class AgentRegistry:
             table = self._table = AgentTable(version, agents)
         return table
 
-    def _require(self, agent_id: str) -> str:
-        agent_id = v.text("agent_id", agent_id)
+    def _require(self, agent_id: str) -> None:
+        """Raise AgentNotFoundError unless ``agent_id`` (validated) is registered."""
         if entity_id(AGENT, agent_id) not in self.graph:
             raise AgentNotFoundError(f"agent {shown(agent_id)} is not registered")
-        return agent_id
 

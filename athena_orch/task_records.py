@@ -3,6 +3,10 @@
 A batch is checked whole before anything is written: record fields, batch-local
 ``key`` references, unknown dependencies and cycles all fail the whole batch.
 
+Empty cells: in a DataFrame, pandas marks a missing cell NaN (or NA), so there an empty
+cell of ``priority`` means the default and of an optional column means none. In records
+given as dicts (and in ``create_task``), NaN is a value like any other, and refused.
+
 Two validators give the same answers: :func:`make_record` / :func:`records_from` check
 one record at a time (the reference), and :func:`batch_from` checks a whole list or
 DataFrame column by column (the bulk path). The bulk path only certifies values it is
@@ -62,18 +66,21 @@ def _missing(value: Any) -> bool:
     return isinstance(value, float) and math.isnan(value)
 
 
-def make_record(fields: dict[str, Any], where: str = "") -> TaskRecord:
-    """Validate one record's fields; errors are prefixed with ``where`` (e.g. 'record 3: ')."""
+def make_record(fields: dict[str, Any], where: str = "", *, cells: bool = False) -> TaskRecord:
+    """Validate one record's fields; errors are prefixed with ``where`` (e.g. 'record 3: ').
+    ``cells``: the fields are a DataFrame row's, whose empty cells mean missing values."""
     try:
         v.known_keys("task record", fields, RECORD_FIELDS)
-        f = {k: (None if _missing(val) else val) for k, val in fields.items()}
+        f = {k: (None if _missing(val) else val) for k, val in fields.items()} if cells \
+            else fields
         max_retries = f.get("max_retries", 3)
         if isinstance(max_retries, float) and max_retries.is_integer():  # DataFrame int columns
             max_retries = int(max_retries)
+        priority = fields.get("priority", "medium")
         return TaskRecord(
-            content=v.text("content", f.get("content")),
+            content=v.text("content", f.get("content"), bounded=False),
             task_type=v.text("task_type", f.get("task_type")),
-            priority=v.priority(_priority(fields.get("priority", "medium"))),
+            priority=v.priority(_priority(priority) if cells else priority),
             requirements=v.string_list("requirements", _as_list(f.get("requirements"))),
             dependencies=v.string_list("dependencies", _as_list(f.get("dependencies"))),
             max_retries=v.non_negative_int("max_retries", max_retries, high=INT32_MAX),
@@ -81,11 +88,19 @@ def make_record(fields: dict[str, Any], where: str = "") -> TaskRecord:
                 "estimated_duration_ms", _as_int(f.get("estimated_duration_ms")), allow_none=True
             ),
             idempotency_key=v.optional_text("idempotency_key", f.get("idempotency_key")),
-            key=v.optional_text("key", f.get("key")),
+            key=_batch_key(v.optional_text("key", f.get("key"))),
             batch_id=v.optional_text("batch_id", f.get("batch_id")),
         )
     except ValidationError as exc:
         raise ValidationError(f"{where}{exc}") from None
+
+
+def _batch_key(key: str | None) -> str | None:
+    """A batch key may not look like a task id: a dependency naming it would be ambiguous."""
+    if key is not None and _looks_like_task_id(key):
+        raise ValidationError(f"key {shown(key)} looks like a task id; dependencies naming "
+                              "it would be ambiguous: choose another key")
+    return key
 
 
 def _priority(value: Any) -> Any:
@@ -124,7 +139,8 @@ def dict_rows(data: Any, name: str, item: str) -> list[dict[str, Any]]:
 def records_from(data: Iterable[dict[str, Any]] | pd.DataFrame) -> list[TaskRecord]:
     """Validate every record of a list of dicts or a DataFrame (one row per task), one
     record at a time: the reference :func:`batch_from` answers like."""
-    records = [make_record(row, where=f"record {i}: ")
+    cells = isinstance(data, pd.DataFrame)
+    records = [make_record(row, where=f"record {i}: ", cells=cells)
                for i, row in enumerate(dict_rows(data, "records", "record"))]
     _check_batch_keys([r.key for r in records], [r.idempotency_key for r in records])
     return records
@@ -180,8 +196,13 @@ _EMPTY: list[str] = []  # shared by records without requirements or dependencies
 
 
 def _is_missing(x: Any) -> bool:
-    """:func:`_missing`, inlined where it runs once per cell."""
+    """:func:`_missing`, inlined where it runs once per cell (of a DataFrame)."""
     return x is None or x is pd.NA or (isinstance(x, float) and x != x)
+
+
+def _is_none(x: Any) -> bool:
+    """What is missing in a record given as a dict: None only."""
+    return x is None
 
 
 def batch_from(data: Iterable[dict[str, Any]] | pd.DataFrame) -> TaskBatch:
@@ -189,7 +210,9 @@ def batch_from(data: Iterable[dict[str, Any]] | pd.DataFrame) -> TaskBatch:
     :func:`records_from` (values, and the error of the first bad record), much faster
     for many records. A cell the column checks are not sure of is checked by
     :func:`make_record` with its row, as :func:`records_from` would have seen it."""
-    if isinstance(data, pd.DataFrame):
+    cells = isinstance(data, pd.DataFrame)
+    missing = _is_missing if cells else _is_none
+    if cells:
         if not data.columns.is_unique:
             dict_rows(data, "records", "record")  # raises: duplicate column names
         n = len(data)
@@ -217,23 +240,24 @@ def batch_from(data: Iterable[dict[str, Any]] | pd.DataFrame) -> TaskBatch:
         return checker(columns[name], suspect, **options)
 
     checked = {
-        "content": check("content", _texts, _ABSENT, optional=False),
-        "task_type": check("task_type", _texts, _ABSENT, optional=False),
-        "priority": check("priority", _priorities, "medium"),
-        "requirements": check("requirements", _string_lists, _EMPTY),
-        "dependencies": check("dependencies", _string_lists, _EMPTY),
+        "content": check("content", _texts, _ABSENT, optional=False, missing=missing),
+        "task_type": check("task_type", _texts, _ABSENT, optional=False, missing=missing),
+        "priority": check("priority", _priorities, "medium", missing=missing),
+        "requirements": check("requirements", _string_lists, _EMPTY, missing=missing),
+        "dependencies": check("dependencies", _string_lists, _EMPTY, missing=missing),
         "max_retries": check("max_retries", _ints, 3, high=INT32_MAX, absent=3,
-                             allow_none=False),
+                             allow_none=False, missing=missing),
         "estimated_duration_ms": check("estimated_duration_ms", _ints, None, high=2**62,
-                                       absent=None, allow_none=True),
-        "idempotency_key": check("idempotency_key", _texts, None, optional=True),
-        "key": check("key", _texts, None, optional=True),
-        "batch_id": check("batch_id", _texts, None, optional=True),
+                                       absent=None, allow_none=True, missing=missing),
+        "idempotency_key": check("idempotency_key", _texts, None, optional=True,
+                                 missing=missing),
+        "key": check("key", _texts, None, optional=True, missing=missing),
+        "batch_id": check("batch_id", _texts, None, optional=True, missing=missing),
     }
-    _check_encodable(checked, suspect)
+    _check_text_rules(checked, suspect)
     batch = TaskBatch(**checked)
     for i in sorted(suspect):  # the reference decides, in record order
-        record = make_record(row_of(i), where=f"record {i}: ")
+        record = make_record(row_of(i), where=f"record {i}: ", cells=cells)
         for name in RECORD_FIELDS:
             getattr(batch, name)[i] = getattr(record, name)
     _check_batch_keys(batch.key, batch.idempotency_key)
@@ -262,58 +286,61 @@ def _all_str(values: list[Any]) -> bool:
     return set(map(type, values)) == {str}
 
 
-def _texts(values: list[Any], suspect: set[int], *, optional: bool) -> list[Any]:
-    """``validation.text`` (or ``optional_text``) of each cell; encodability is checked
-    for the whole batch by :func:`_check_encodable`."""
+def _texts(values: list[Any], suspect: set[int], *, optional: bool,
+           missing: Callable[[Any], bool]) -> list[Any]:
+    """``validation.text`` (or ``optional_text``) of each cell; the text rules are
+    checked for the whole batch by :func:`_check_text_rules`."""
     if values and _all_str(values) and "" not in values and not any(map(str.isspace, values)):
         return values
     out = list(values)
     for i, x in enumerate(values):
         if isinstance(x, str) and x and not x.isspace():
             continue
-        if optional and (x is _ABSENT or _is_missing(x)):
+        if optional and (x is _ABSENT or missing(x)):
             out[i] = None
         else:
             suspect.add(i)
     return out
 
 
-def _priorities(values: list[Any], suspect: set[int]) -> list[Any]:
+def _priorities(values: list[Any], suspect: set[int], *,
+                missing: Callable[[Any], bool]) -> list[Any]:
     if values and _all_str(values) and set(values) <= _PRIORITY_SET:
         return values
     out = list(values)
     for i, x in enumerate(values):
         if isinstance(x, str) and x in _PRIORITY_SET:
             continue
-        if x is _ABSENT or (x is not None and _is_missing(x)):  # an empty cell: the default
+        if x is _ABSENT or (x is not None and missing(x)):  # an empty cell: the default
             out[i] = "medium"
         else:
             suspect.add(i)
     return out
 
 
-def _string_lists(values: list[Any], suspect: set[int]) -> list[Any]:
+def _string_lists(values: list[Any], suspect: set[int], *,
+                  missing: Callable[[Any], bool]) -> list[Any]:
     """``validation.string_list`` of each cell (numpy arrays as lists, duplicates
     dropped); cells that are the same object are checked once."""
     keys = list(map(id, values))
     checked: dict[int, list[str] | None] = {}
     for key, x in zip(keys, values):
         if key not in checked:
-            checked[key] = _string_list(x)
+            checked[key] = _string_list(x, missing)
     out = list(map(checked.__getitem__, keys))
     if None in checked.values():
         suspect.update(i for i, x in enumerate(out) if x is None)
     return out
 
 
-def _string_list(x: Any) -> list[str] | None:
+def _string_list(x: Any, missing: Callable[[Any], bool]) -> list[str] | None:
     """The checked list of a cell, or None when the reference must decide."""
     if x is None or x is _ABSENT:
         return _EMPTY
     if isinstance(x, (np.ndarray, pd.Series)):
         x = list(x)
     elif not isinstance(x, (list, tuple)):
-        return _EMPTY if _is_missing(x) else None
+        return _EMPTY if missing(x) else None
     for item in x:
         if not (isinstance(item, str) and item and not item.isspace()):
             return None
@@ -321,7 +348,7 @@ def _string_list(x: Any) -> list[str] | None:
 
 
 def _ints(values: list[Any], suspect: set[int], *, high: int, absent: int | None,
-          allow_none: bool) -> list[Any]:
+          allow_none: bool, missing: Callable[[Any], bool]) -> list[Any]:
     if values and set(map(type, values)) == {int} and min(values) >= 0 and max(values) <= high:
         return values
     out = list(values)
@@ -332,7 +359,7 @@ def _ints(values: list[Any], suspect: set[int], *, high: int, absent: int | None
         elif x is _ABSENT:
             out[i] = absent
             continue
-        elif _is_missing(x):
+        elif missing(x):
             if allow_none:
                 out[i] = None
                 continue
@@ -343,30 +370,29 @@ def _ints(values: list[Any], suspect: set[int], *, high: int, absent: int | None
     return out
 
 
-def _check_encodable(checked: dict[str, list[Any]], suspect: set[int]) -> None:
-    """Rows with a string that is not valid UTF-8 (a lone surrogate) are suspect."""
+def _check_text_rules(checked: dict[str, list[Any]], suspect: set[int]) -> None:
+    """Rows with a string ``validation.text_fault`` refuses (NUL, a lone surrogate, an id
+    too long), or with a key that looks like a task id, are suspect. Whole columns are
+    checked at once: joined into one string, and by their longest string (UTF-8 takes
+    at most 4 bytes a character)."""
     for name in ("content", "task_type", "idempotency_key", "key", "batch_id"):
         values = checked[name]
-        if values and values[0] is None and values.count(None) == len(values):
-            continue
-        if not _encodes("".join(values if _all_str(values)
-                                else (x for x in values if isinstance(x, str)))):
-            suspect.update(i for i, x in enumerate(values)
-                           if isinstance(x, str) and not _encodes(x))
+        strings = values if _all_str(values) else [x for x in values if isinstance(x, str)]
+        bounded = name != "content"
+        if strings and (v.text_fault("".join(strings)) is not None or bounded
+                        and 4 * max(map(len, strings)) > v.MAX_ID_BYTES):
+            suspect.update(i for i, x in enumerate(values) if isinstance(x, str)
+                           and v.text_fault(x, bounded=bounded) is not None)
+    suspect.update(i for i, x in enumerate(checked["key"])
+                   if isinstance(x, str) and _looks_like_task_id(x))
     for name in ("requirements", "dependencies"):
         values = checked[name]
         lists = {id(x): x for x in values if x is not None}.values()  # None: a suspect
-        if not _encodes("".join("".join(x) for x in lists)):
-            suspect.update(i for i, x in enumerate(values)
-                           if x is not None and not all(map(_encodes, x)))
-
-
-def _encodes(text: str) -> bool:
-    try:
-        text.encode("utf-8")
-    except UnicodeEncodeError:
-        return False
-    return True
+        names = [item for x in lists for item in x]
+        if names and (v.text_fault("".join(names)) is not None
+                      or 4 * max(map(len, names)) > v.MAX_ID_BYTES):
+            suspect.update(i for i, x in enumerate(values) if x is not None and any(
+                v.text_fault(item, bounded=True) is not None for item in x))
 
 
 def resolve_dependencies(batch: TaskBatch) -> tuple[list[int], set[str]]:
@@ -432,8 +458,15 @@ def dumps_many(lists: list[list[str]]) -> list[str]:
 
 
 # ----------------------------------------------------------------------------- task ids
+_TASK_ID = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}",
+                      re.IGNORECASE)
 _id_lock = threading.Lock()
 _last_id = [0, 0]  # (unix ms, counter) of the last id made in this process
+
+
+def _looks_like_task_id(key: str) -> bool:
+    """True for a string shaped like the ids :func:`new_task_ids` makes (any UUID)."""
+    return len(key) == 36 and _TASK_ID.fullmatch(key) is not None
 
 
 def new_task_ids(n: int, *, clock: Callable[[], float] = time.time) -> list[str]:
@@ -472,15 +505,19 @@ def new_task_ids(n: int, *, clock: Callable[[], float] = time.time) -> list[str]
 
 
 def completions_from(results: Any) -> tuple[list[str], list[str], list[int | None]]:
-    """Validate what ``complete_tasks`` was given: (task ids, results, durations)."""
+    """Validate what ``complete_tasks`` was given: (task ids, results, durations). A
+    duration is at most ``validation.MAX_DURATION_MS``; an empty DataFrame cell means
+    none (the time since the start), a NaN given in a dict is refused."""
     if isinstance(results, dict):  # {task_id: result}: its keys are unique already
         ids, texts = list(results), list(results.values())
         if not (_all_str(ids) and _all_str(texts) and "" not in ids
-                and not any(map(str.isspace, ids)) and _encodes("".join(ids + texts))):
+                and not any(map(str.isspace, ids)) and v.text_fault("".join(ids + texts)) is None
+                and 4 * max(map(len, ids), default=0) <= v.MAX_ID_BYTES):
             for task_id, result in results.items():  # the first bad one raises
                 v.text("task_id", task_id)
                 v.string("result", result)
         return ids, texts, [None] * len(results)
+    cells = isinstance(results, pd.DataFrame)
     rows = dict_rows(results, "results", "result")
     checked = []
     for i, row in enumerate(rows):
@@ -489,9 +526,9 @@ def completions_from(results: Any) -> tuple[list[str], list[str], list[int | Non
         checked.append({
             "task_id": v.text("task_id", row.get("task_id")),
             "result": v.string("result", row.get("result")),
-            "duration_ms": v.non_negative_int("metrics['duration_ms']",
-                                              None if _missing(duration) else _as_int(duration),
-                                              allow_none=True)})
+            "duration_ms": v.non_negative_int(
+                "metrics['duration_ms']", None if cells and _missing(duration)
+                else _as_int(duration), allow_none=True, high=v.MAX_DURATION_MS)})
     ids = [c["task_id"] for c in checked]
     if len(ids) != len(set(ids)):
         raise ValidationError("results name a task twice")

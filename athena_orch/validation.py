@@ -1,7 +1,9 @@
 """Argument checks shared by the queue, the registry and the router.
 
 Each returns the cleaned value or raises :class:`ValidationError` naming the argument,
-so bad input is refused before anything is written.
+so bad input is refused before any SQL runs. Whatever passes, both databases store
+alike (DESIGN.md, "Input and errors"): :func:`text_fault` is the one rule for text, which
+``task_records`` also applies to whole columns at once.
 """
 
 from __future__ import annotations
@@ -15,10 +17,38 @@ from typing import Any
 from .exceptions import ValidationError, shown
 from .models import PRIORITIES, TaskStatus
 
+#: The longest id or name (agent and task ids, task types, capabilities, requirements,
+#: dependencies, idempotency and batch keys), in UTF-8 bytes: PostgreSQL indexes them and
+#: refuses index rows past ~2,700 bytes; a capability relation's key holds two names.
+MAX_ID_BYTES = 512
+#: The longest duration a task or an agent's work may report: 10 years. Agent figures add
+#: durations up; the store also caps the sums, so no figure can overflow its BIGINT.
+MAX_DURATION_MS = 10 * 365 * 24 * 3600 * 1000
+#: How deep metadata may nest (lists and dicts in each other).
+MAX_JSON_DEPTH = 100
 
-def text(name: str, value: Any) -> str:
-    """A non-empty string."""
-    if not string(name, value).strip():
+
+def text_fault(value: str, *, bounded: bool = False) -> str | None:
+    """Why the databases would not store ``value`` alike, or None: PostgreSQL refuses NUL
+    in text (DuckDB stores it), a lone surrogate is not UTF-8, and an id (``bounded``)
+    longer than MAX_ID_BYTES cannot be indexed. Unbounded, it may check a whole column
+    joined into one string."""
+    at = value.find("\x00")
+    if at >= 0:
+        return f"contains a NUL character (at {at})"
+    try:
+        size = len(value.encode("utf-8"))
+    except UnicodeEncodeError as exc:
+        return f"is not valid text ({exc.reason} at {exc.start})"
+    if bounded and size > MAX_ID_BYTES:
+        return f"is too long: {size} bytes of UTF-8 (at most {MAX_ID_BYTES})"
+    return None
+
+
+def text(name: str, value: Any, *, bounded: bool = True) -> str:
+    """A non-empty string: an id or a name (at most MAX_ID_BYTES), or with
+    ``bounded=False`` free text (a task's content)."""
+    if not _stored_text(name, value, bounded).strip():
         raise ValidationError(f"{name} must not be empty")
     return value
 
@@ -28,18 +58,21 @@ def optional_text(name: str, value: Any) -> str | None:
 
 
 def string(name: str, value: Any) -> str:
-    """Any string that can be stored (UTF-8), empty included (results, error messages)."""
+    """Any text both databases store alike, empty included (results, error messages)."""
+    return _stored_text(name, value, False)
+
+
+def _stored_text(name: str, value: Any, bounded: bool) -> str:
     if not isinstance(value, str):
         raise ValidationError(f"{name} must be a string, not {type(value).__name__}: {shown(value)}")
-    try:
-        value.encode("utf-8")
-    except UnicodeEncodeError as exc:
-        raise ValidationError(f"{name} is not valid text ({exc.reason} at {exc.start})") from None
+    fault = text_fault(value, bounded=bounded)
+    if fault:
+        raise ValidationError(f"{name} {fault}: {shown(value)}")
     return value
 
 
 def string_list(name: str, value: Any) -> list[str]:
-    """A list (or tuple) of non-empty strings, duplicates dropped; None is []."""
+    """A list (or tuple) of ids or names (:func:`text`), duplicates dropped; None is []."""
     if value is None:
         return []
     if isinstance(value, str) or not isinstance(value, (list, tuple)):
@@ -113,10 +146,14 @@ LATEST = datetime(9000, 1, 1, tzinfo=UTC)  # room left for leases and back-offs
 
 
 def timestamp(name: str, value: Any) -> datetime:
-    """An aware datetime, a naive one taken as UTC, or Unix seconds (as in the seed)."""
+    """An aware datetime or Unix seconds (as in the seed). A naive datetime is refused:
+    whether it meant UTC or local time is a guess (DESIGN.md: clocks are timezone-aware)."""
     moment = None
     if isinstance(value, datetime):
-        moment = value if value.tzinfo else value.replace(tzinfo=UTC)
+        if value.utcoffset() is None:
+            raise ValidationError(f"{name} must be timezone-aware (e.g. datetime.now(UTC)), "
+                                  f"not the naive {value.isoformat()}")
+        moment = value
     elif isinstance(value, (int, float)) and not isinstance(value, bool):
         with contextlib.suppress(OverflowError, OSError, ValueError):
             moment = datetime.fromtimestamp(value, UTC)
@@ -133,6 +170,44 @@ def mapping(name: str, value: Any) -> dict:
     if not isinstance(value, dict):
         raise ValidationError(f"{name} must be a dict, not {type(value).__name__}")
     return value
+
+
+def json_object(name: str, value: Any) -> dict:
+    """A dict (None is {}) both databases store as the same JSON: string keys, finite
+    numbers (integers within 64 bits), text by :func:`text_fault` (keys too), lists and
+    dicts nested at most MAX_JSON_DEPTH deep. ``json.dumps`` alone would write NaN,
+    Infinity and escaped lone surrogates, which PostgreSQL refuses to read back."""
+    value = mapping(name, value)
+    _check_json(value, name, 0)
+    return value
+
+
+def _check_json(value: Any, path: str, depth: int) -> None:
+    if value is None or isinstance(value, bool):
+        return
+    if isinstance(value, int):
+        if not -(2**63) <= value < 2**63:
+            raise ValidationError(f"{path} is too large for JSON: {shown(value)} (64 bits)")
+    elif isinstance(value, float):
+        if not math.isfinite(value):
+            raise ValidationError(f"{path} must be a finite number, not {value}")
+    elif isinstance(value, str):
+        string(path, value)
+    elif isinstance(value, (list, tuple, dict)):
+        if depth == MAX_JSON_DEPTH:
+            raise ValidationError(f"{path} is nested more than {MAX_JSON_DEPTH} deep")
+        if isinstance(value, dict):
+            for key, item in value.items():
+                if not isinstance(key, str):
+                    raise ValidationError(f"{path} keys must be strings, not {shown(key)}")
+                string(f"{path} key", key)
+                _check_json(item, f"{path}[{shown(key)}]", depth + 1)
+        else:
+            for i, item in enumerate(value):
+                _check_json(item, f"{path}[{i}]", depth + 1)
+    else:
+        raise ValidationError(f"{path} must be JSON (a dict, list, string, number, boolean "
+                              f"or None), not {type(value).__name__}: {shown(value)}")
 
 
 def known_keys(name: str, value: dict, allowed: Iterable[str]) -> None:

@@ -1,4 +1,9 @@
-"""The knowledge graph's tables: entities (agents, capabilities) and typed relations."""
+"""The knowledge graph's tables: entities (agents, capabilities) and typed relations.
+
+Many entities or relations are written by one statement whatever their number (list
+parameters), in sorted order: PostgreSQL locks rows as it writes them, so transactions
+writing overlapping sets in one order queue up instead of deadlocking.
+"""
 
 from __future__ import annotations
 
@@ -28,8 +33,17 @@ class GraphStore:
 
     def upsert_entity(self, kind: str, name: str, properties: dict[str, Any],
                       now: datetime) -> None:
+        """Create or replace one entity; ``properties`` as strict JSON (no NaN, which
+        PostgreSQL cannot read back: callers validate it first)."""
         self.db.execute("entity_upsert", entity_id=entity_id(kind, name), kind=kind, name=name,
-                        properties=json.dumps(properties), now=now)
+                        properties=json.dumps(properties, allow_nan=False), now=now)
+
+    def add_entities(self, kind: str, names: list[str], now: datetime) -> None:
+        """Create the entities of ``names`` that do not exist yet, without properties;
+        existing ones are left as they are (and not locked)."""
+        names = sorted(set(names))
+        self.db.execute("entities_add", entity_ids=[entity_id(kind, n) for n in names],
+                        kind=kind, names=names, now=now)
 
     def get_entity(self, kind: str, name: str) -> dict[str, Any] | None:
         row = self.db.fetch_one("entity_get", entity_id=entity_id(kind, name))
@@ -50,13 +64,18 @@ class GraphStore:
         """Replace ``source``'s relations of this type by ``targets`` (key -> confidence)."""
         with self.db.transaction():
             self.db.execute("relations_delete_from", source_id=source, relation_type=relation_type)
-            for target, confidence in targets.items():
-                self.add_relation(source, target, relation_type, confidence, now)
+            self.add_relations(source, relation_type, targets, now)
 
-    def add_relation(self, source: str, target: str, relation_type: str, confidence: float,
-                     now: datetime) -> None:
-        self.db.execute("relation_upsert", source_id=source, target_id=target,
-                        relation_type=relation_type, confidence=confidence, now=now)
+    def add_relations(self, source: str, relation_type: str, targets: dict[str, float],
+                      now: datetime) -> None:
+        """Add relations from ``source`` (target key -> confidence), or set the confidence
+        of those that exist."""
+        if not targets:
+            return
+        keys = sorted(targets)
+        self.db.execute("relations_upsert", source_id=source, target_ids=keys,
+                        relation_type=relation_type,
+                        confidences=[float(targets[k]) for k in keys], now=now)
 
     def entities(self) -> list[dict[str, Any]]:
         rows = self.db.fetch_dicts("entities_all")

@@ -9,6 +9,10 @@ import pandas as pd
 
 from .database import Database
 
+#: Agent figures (counts and summed milliseconds) saturate here: BIGINT holds 2**63 - 1,
+#: and a figure that overflowed would make every later outcome of its agent fail.
+FIGURE_CAP = 2**62
+
 
 class MetaStore:
     """Agent performance figures and the routing decision log."""
@@ -24,9 +28,10 @@ class MetaStore:
 
     def record_outcomes(self, agent_ids: list[str], now: datetime, *, completed: list[int],
                         failed: list[int], success_ms: list[int]) -> None:
-        """The same for many (lists aligned with ``agent_ids``; an agent may repeat)."""
+        """The same for many (lists aligned with ``agent_ids``; an agent may repeat); each
+        sum stops at FIGURE_CAP."""
         self.db.execute("metrics_record", agent_ids=agent_ids, completed=completed,
-                        failed=failed, success_ms=success_ms, now=now)
+                        failed=failed, success_ms=success_ms, now=now, cap=FIGURE_CAP)
 
     def delete_figures(self, agent_id: str) -> None:
         self.db.execute("metrics_delete", agent_id=agent_id)

@@ -365,8 +365,22 @@ WHERE entity_id = $entity_id;
 SELECT entity_id, kind, name, properties, created_at, updated_at FROM graph_entities
 ORDER BY entity_id;
 
--- name: relation_upsert
-INSERT INTO graph_relations VALUES ($source_id, $target_id, $relation_type, $confidence, $now)
+-- name: entities_add
+-- Entities of one kind without properties (lists of equal length), created if absent and
+-- in id order; existing ones are left alone (and, on PostgreSQL, not locked).
+INSERT INTO graph_entities
+SELECT unnest($entity_ids::VARCHAR[]), $kind::VARCHAR, unnest($names::VARCHAR[]), '{}',
+       $now::TIMESTAMPTZ, $now::TIMESTAMPTZ
+ORDER BY 1
+ON CONFLICT (entity_id) DO NOTHING;
+
+-- name: relations_upsert
+-- Relations from one source (lists of equal length, no target twice), added or given
+-- their new confidence, in target order.
+INSERT INTO graph_relations
+SELECT $source_id::VARCHAR, unnest($target_ids::VARCHAR[]), $relation_type::VARCHAR,
+       unnest($confidences::FLOAT8[]), $now::TIMESTAMPTZ
+ORDER BY 2
 ON CONFLICT (source_id, target_id, relation_type) DO UPDATE SET confidence = excluded.confidence;
 
 -- name: relations_delete_from
@@ -388,16 +402,21 @@ GROUP BY e.properties;
 -- ---------------------------------------------------------------- agent figures
 
 -- name: metrics_record
--- Add outcomes to agents' figures, created on first use (lists of equal length).
+-- Add outcomes to agents' figures, created on first use (lists of equal length), in agent
+-- order. Sums are taken wide (HUGEINT) and saturate at $cap, so no figure ever overflows
+-- its BIGINT and the agent keeps taking work whatever was recorded.
 INSERT INTO agent_metrics
-SELECT agent_id, sum(completed), sum(failed), sum(success_ms), $now
+SELECT agent_id, least(sum(completed), $cap), least(sum(failed), $cap),
+       least(sum(success_ms), $cap), $now
 FROM (SELECT unnest($agent_ids::VARCHAR[]) AS agent_id, unnest($completed::BIGINT[]) AS completed,
              unnest($failed::BIGINT[]) AS failed, unnest($success_ms::BIGINT[]) AS success_ms)
 GROUP BY agent_id
+ORDER BY agent_id
 ON CONFLICT (agent_id) DO UPDATE SET
-    total_completed = agent_metrics.total_completed + excluded.total_completed,
-    total_failed = agent_metrics.total_failed + excluded.total_failed,
-    total_success_ms = agent_metrics.total_success_ms + excluded.total_success_ms,
+    total_completed = least(agent_metrics.total_completed::HUGEINT + excluded.total_completed, $cap),
+    total_failed = least(agent_metrics.total_failed::HUGEINT + excluded.total_failed, $cap),
+    total_success_ms = least(agent_metrics.total_success_ms::HUGEINT + excluded.total_success_ms,
+                             $cap),
     last_updated = excluded.last_updated;
 
 -- name: metrics_delete

@@ -194,15 +194,21 @@ WHERE e.entity_id = $entity_id::text
 GROUP BY e.properties;
 
 -- name: metrics_record
+-- As in DuckDB, wide sums in numeric; agents' rows are locked in id order.
 INSERT INTO agent_metrics
-SELECT agent_id, sum(completed), sum(failed), sum(success_ms), $now::timestamptz
+SELECT agent_id, least(sum(completed), $cap::bigint), least(sum(failed), $cap::bigint),
+       least(sum(success_ms), $cap::bigint), $now::timestamptz
 FROM (SELECT unnest($agent_ids::text[]) AS agent_id, unnest($completed::bigint[]) AS completed,
              unnest($failed::bigint[]) AS failed, unnest($success_ms::bigint[]) AS success_ms) AS o
 GROUP BY agent_id
+ORDER BY agent_id
 ON CONFLICT (agent_id) DO UPDATE SET
-    total_completed = agent_metrics.total_completed + excluded.total_completed,
-    total_failed = agent_metrics.total_failed + excluded.total_failed,
-    total_success_ms = agent_metrics.total_success_ms + excluded.total_success_ms,
+    total_completed = least(agent_metrics.total_completed::numeric + excluded.total_completed,
+                            $cap::bigint),
+    total_failed = least(agent_metrics.total_failed::numeric + excluded.total_failed,
+                         $cap::bigint),
+    total_success_ms = least(agent_metrics.total_success_ms::numeric + excluded.total_success_ms,
+                             $cap::bigint),
     last_updated = excluded.last_updated;
 
 -- name: idempotency_keys_lock

@@ -85,8 +85,8 @@ def make_record(fields: dict[str, Any], where: str = "", *, cells: bool = False)
             dependencies=v.string_list("dependencies", _as_list(f.get("dependencies"))),
             max_retries=v.non_negative_int("max_retries", max_retries, high=INT32_MAX),
             estimated_duration_ms=v.non_negative_int(
-                "estimated_duration_ms", _as_int(f.get("estimated_duration_ms")), allow_none=True
-            ),
+                "estimated_duration_ms", _as_int(f.get("estimated_duration_ms")), allow_none=True,
+                high=v.MAX_DURATION_MS),
             idempotency_key=v.optional_text("idempotency_key", f.get("idempotency_key")),
             key=_batch_key(v.optional_text("key", f.get("key"))),
             batch_id=v.optional_text("batch_id", f.get("batch_id")),
@@ -247,8 +247,9 @@ def batch_from(data: Iterable[dict[str, Any]] | pd.DataFrame) -> TaskBatch:
         "dependencies": check("dependencies", _string_lists, _EMPTY, missing=missing),
         "max_retries": check("max_retries", _ints, 3, high=INT32_MAX, absent=3,
                              allow_none=False, missing=missing),
-        "estimated_duration_ms": check("estimated_duration_ms", _ints, None, high=2**62,
-                                       absent=None, allow_none=True, missing=missing),
+        "estimated_duration_ms": check("estimated_duration_ms", _ints, None,
+                                       high=v.MAX_DURATION_MS, absent=None, allow_none=True,
+                                       missing=missing),
         "idempotency_key": check("idempotency_key", _texts, None, optional=True,
                                  missing=missing),
         "key": check("key", _texts, None, optional=True, missing=missing),

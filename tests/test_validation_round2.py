@@ -100,6 +100,16 @@ def test_complete_task_refuses_bad_durations(orch, unchanged, duration):
             orch.queue.complete_tasks([{"task_id": tid, "result": "ok", "duration_ms": duration}])
 
 
+def test_estimated_durations_have_the_same_bound(orch, unchanged):
+    orch.queue.create_task("c", "t", estimated_duration_ms=MAX_DURATION_MS)
+    with unchanged():
+        with pytest.raises(ValidationError, match="estimated_duration_ms"):
+            orch.queue.create_task("c", "t", estimated_duration_ms=MAX_DURATION_MS + 1)
+        with pytest.raises(ValidationError, match="record 0: estimated_duration_ms"):
+            orch.queue.create_tasks(pd.DataFrame([{"content": "c", "task_type": "t",
+                                                   "estimated_duration_ms": 2**62}]))
+
+
 def test_an_empty_duration_cell_of_a_dataframe_means_none(orch, clock):
     orch.registry.register_agent("w", ["x"])
     first, second = _running(orch), _running(orch)

@@ -232,7 +232,10 @@ class AgentRegistry:
         return self.graph.copy()
 
     def _changed(self) -> None:
+        """The graph changed: its readers reload, and waiting claimers look again (an
+        agent given capabilities, capacity or its activity back may claim more)."""
         self.graph_store.bump_version()
+        self.db.announce_work()
 
     # ------------------------------------------------------------------ writes
     def register_agent(self, agent_id: str, capabilities: list[str],

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import time
 from collections import Counter
 from collections.abc import Callable, Iterable
 from datetime import UTC, datetime, timedelta
@@ -41,6 +42,7 @@ COMPLETED, FAILED, BLOCKED, CANCELLED = (
     TaskStatus.COMPLETED, TaskStatus.FAILED, TaskStatus.BLOCKED, TaskStatus.CANCELLED)
 _BLOCKING = (FAILED, CANCELLED, BLOCKED)
 QUERY_FILTERS = ("status", "agent_id", "task_type", "priority", "created_after", "limit")
+MAX_WAIT_SECONDS = 86_400.0  # a claim's wait: a day at most
 
 
 def _utcnow() -> datetime:
@@ -82,8 +84,9 @@ class TaskQueue:
     """Create, hand out and finish tasks; see DESIGN.md for the state table.
 
     Settings (attributes): ``retry_backoff_seconds`` (first retry delay, doubling per
-    retry), ``retry_backoff_max_seconds``, ``lease_seconds``, and ``clock`` (a callable
-    returning an aware UTC datetime; tests replace it).
+    retry), ``retry_backoff_max_seconds``, ``lease_seconds``, ``wait_poll_seconds`` (how
+    often a waiting claim re-checks without a wake-up), and ``clock`` (a callable returning
+    an aware UTC datetime; tests replace it).
     """
 
     def __init__(self, episodic_store: EpisodicStore, graph_store: GraphStore,
@@ -97,6 +100,7 @@ class TaskQueue:
         self.retry_backoff_seconds = retry_backoff_seconds
         self.retry_backoff_max_seconds = retry_backoff_max_seconds
         self.lease_seconds = lease_seconds
+        self.wait_poll_seconds = 1.0
         self.clock = clock
         self._dag = _Downstream()  # built when first needed
         self._dag_version = -1
@@ -154,6 +158,8 @@ class TaskQueue:
             "depends_on": [d for i in fresh for d in batch.dependencies[i]]})
         version = self.db.version("dag") if len(edges) else None
         self.episodic.insert_tasks(tasks, edges)
+        if fresh:
+            self.db.announce_work()
         if len(edges) and version == self._dag_version:
             self._dag.add(zip(edges["depends_on"], edges["task_id"]))
             self._dag_version = version + 1
@@ -292,27 +298,47 @@ class TaskQueue:
         self._log(task.id, PENDING, ASSIGNED, agent_id, now, "assigned")
         return task
 
-    def claim_task(self, agent_id: str) -> Task | None:
+    def claim_task(self, agent_id: str, *, wait: float | None = None,
+                   task_types: list[str] | None = None) -> Task | None:
         """Atomically hand ``agent_id`` the best ready task it can do, or None.
 
         None also when the agent is inactive or at capacity; AgentNotFoundError when it is
-        not registered.
+        not registered. ``wait``: seconds to wait for a task when none is ready (woken as
+        soon as one may be); ``task_types``: only tasks of these types.
         """
-        tasks = self.claim_tasks(agent_id, 1)
+        tasks = self.claim_tasks(agent_id, 1, wait=wait, task_types=task_types)
         return tasks[0] if tasks else None
 
-    def claim_tasks(self, agent_id: str, n: int, *, start: bool = False) -> list[Task]:
+    def claim_tasks(self, agent_id: str, n: int, *, start: bool = False,
+                    wait: float | None = None, task_types: list[str] | None = None
+                    ) -> list[Task]:
         """Claim up to ``n`` ready tasks at once (never past the agent's free capacity), in
-        queue order; with ``start=True`` they are started too (the bulk worker's path)."""
+        queue order; with ``start=True`` they are started too (the bulk worker's path).
+
+        With ``wait``, a claim that finds nothing sleeps until a write may have made a
+        task ready (in this process at once; from other processes through PostgreSQL
+        NOTIFY) and tries again, for at most ``wait`` seconds; it re-checks every
+        ``wait_poll_seconds`` anyway (back-offs that run out, a missed notification).
+        """
         agent_id = v.text("agent_id", agent_id)
         n = v.non_negative_int("n", n)
         start = v.boolean("start", start)
-        return self.db.atomic(self._claim, agent_id, n, start)
+        wait = 0.0 if wait is None else v.number("wait", wait, high=MAX_WAIT_SECONDS)
+        task_types = None if task_types is None else v.string_list("task_types", task_types)
+        deadline = time.monotonic() + wait
+        while True:
+            seen = self.db.wakeups.generation
+            tasks = self.db.atomic(self._claim, agent_id, n, start, task_types)
+            left = deadline - time.monotonic()
+            if tasks or not n or left <= 0:
+                return tasks
+            self.db.wakeups.wait(seen, min(left, self.wait_poll_seconds))
 
-    def _claim(self, agent_id: str, n: int, start: bool) -> list[Task]:
+    def _claim(self, agent_id: str, n: int, start: bool,
+               task_types: list[str] | None) -> list[Task]:
         now = self._now()
         tasks = self.episodic.claim(agent_id, n, RUNNING if start else ASSIGNED, now,
-                                    self._lease(now))
+                                    self._lease(now), task_types)
         if tasks is None:
             raise AgentNotFoundError(f"agent {shown(agent_id)} is not registered")
         ids = [t.id for t in tasks]
@@ -395,6 +421,7 @@ class TaskQueue:
         self._log_many([(ids, RUNNING, COMPLETED, agent, "completed")
                         for agent, ids in by_assignee.items()], now)
         self._record_outcomes(now, completed=done, success_ms=success_ms)
+        self.db.announce_work()  # dependents released, capacity freed
         return tasks
 
     def _record_outcomes(self, now: datetime, *, completed: Counter | None = None,
@@ -451,6 +478,8 @@ class TaskQueue:
         self._log_many(moves, now)
         self._block_downstream([t.id for t, _ in final], "failed", now)
         self._record_outcomes(now, failed=failures)
+        if tasks:
+            self.db.announce_work()  # retries, freed capacity
         return tasks
 
     def _backoff(self, retry_count: int) -> timedelta:
@@ -473,7 +502,30 @@ class TaskQueue:
         cancelled = self._changed(task.id, "cancel", self.episodic.cancel(task.id, reason, now))
         self._log(task.id, task.status, CANCELLED, task.assigned_to, now, reason)
         self._block_downstream([task.id], "was cancelled", now)
+        if task.assigned_to is not None:
+            self.db.announce_work()  # a freed slot
         return cancelled
+
+    def release_task(self, task_id: str, *, agent_id: str | None = None,
+                     attempt: int | None = None, reason: str | None = None) -> Task:
+        """assigned/running -> pending, handing the attempt back: for a worker that stops
+        before finishing. Unlike a failure it uses no retry, counts no failure for the agent
+        and waits no back-off. Fenced like ``complete_task``."""
+        task_id = v.text("task_id", task_id)
+        agent_id, attempt = _fence(agent_id, attempt)
+        reason = "released" if reason is None else f"released: {v.string('reason', reason)}"
+        return self.db.atomic(self._release, task_id, agent_id, attempt, reason)
+
+    def _release(self, task_id: str, agent_id: str | None, attempt: int | None,
+                 reason: str) -> Task:
+        task = self._locked(task_id)
+        _check_attempt(task, "release", agent_id, attempt)
+        if task.status not in ACTIVE_STATES:
+            raise InvalidTransitionError(task.id, task.status.value, "release")
+        released = self._changed(task.id, "release", self.episodic.release(task.id, task.attempt))
+        self._log(task.id, task.status, PENDING, task.assigned_to, self._now(), reason)
+        self.db.announce_work()
+        return released
 
     def _block_downstream(self, roots: list[str], verb: str, now: datetime) -> None:
         """Block every pending task downstream of ``roots`` (which failed or were

@@ -15,7 +15,8 @@
 - the dependency graph is a DAG over all tasks whose edges are exactly each task's
   ``dependencies`` (dependency -> dependent), node statuses matching the frame;
 - each task's history is a chain of legal transitions (DESIGN.md's state table) that
-  starts with its creation and ends in its current state; retries in it = retry_count;
+  starts with its creation and ends in its current state; retries in it = retry_count
+  (a move back to pending is a retry unless it is a release, which uses none);
 - the queue statistics equal the frame's counts.
 
 It raises ``AssertionError`` listing every broken rule (not just the first), and returns
@@ -72,15 +73,15 @@ def _missing(value: Any) -> bool:
         return False
 
 
-def check_chain(task_id: str, chain: list[tuple[Any, Any]], status: str,
+def check_chain(task_id: str, chain: list[tuple[Any, Any, Any]], status: str,
                 retry_count: int | None = None) -> list[str]:
-    """Problems with one task's history, given as (from_status, to_status) pairs."""
+    """Problems with one task's history, given as (from_status, to_status, detail)."""
     problems = []
     if not chain:
         return [f"task {task_id}: has no history"]
     previous = None
     retries = 0
-    for i, (before, after) in enumerate(chain):
+    for i, (before, after, detail) in enumerate(chain):
         before = None if _missing(before) else str(before)
         after = str(after)
         if before != previous:
@@ -89,7 +90,7 @@ def check_chain(task_id: str, chain: list[tuple[Any, Any]], status: str,
         if after not in LEGAL.get(before, ()):
             problems.append(f"task {task_id}: history step {i} {before!r} -> {after!r} "
                             "is not in the state table")
-        if before in ACTIVE and after == "pending":
+        if before in ACTIVE and after == "pending" and not str(detail).startswith("released"):
             retries += 1
         previous = after
     if previous != status:
@@ -219,11 +220,11 @@ def check_invariants(orch, *, history_calls: int | None = None,
 
     # -- histories: legal chains ending in the current state
     history = queue.history_frame()
-    chains: dict[str, list[tuple[Any, Any]]] = defaultdict(list)
+    chains: dict[str, list[tuple[Any, Any, Any]]] = defaultdict(list)
     last_agent: dict[str, Any] = {}
     if len(history):
         for h in history.to_dict("records"):
-            chains[h["task_id"]].append((h["from_status"], h["to_status"]))
+            chains[h["task_id"]].append((h["from_status"], h["to_status"], h["detail"]))
             if str(h["to_status"]) == "assigned":
                 last_agent[h["task_id"]] = h.get("agent_id")
     strangers = sorted(set(chains) - set(rows))
@@ -239,7 +240,7 @@ def check_invariants(orch, *, history_calls: int | None = None,
     for tid in sample:
         one = [(h["from_status"], h["to_status"]) for h in queue.get_task_history(tid)]
         norm = [(None if _missing(b) else str(b), str(a)) for b, a in one]
-        frame_chain = [(None if _missing(b) else str(b), str(a)) for b, a in chains.get(tid, [])]
+        frame_chain = [(None if _missing(b) else str(b), str(a)) for b, a, _ in chains.get(tid, [])]
         if norm != frame_chain:
             problems.append(f"task {tid}: get_task_history {norm} differs from "
                             f"history_frame {frame_chain}")

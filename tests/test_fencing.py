@@ -11,6 +11,7 @@ from datetime import datetime
 import pandas as pd
 import pytest
 from conftest import FakeClock
+from invariants import check_invariants
 from together import at_once
 
 import athena_orch
@@ -265,3 +266,35 @@ def test_requeue_stale_runs_the_same_few_statements_for_any_number_of_tasks(data
     few, many = _statements_to_requeue(database_url(), 4), _statements_to_requeue(
         database_url(), 400)
     assert few == many <= 16
+
+
+def test_a_released_attempt_goes_back_to_the_queue_without_using_a_retry(team, clock):
+    """A worker that stops hands its attempt back: pending again at once, no retry used,
+    no failure counted, and the next hand-out is a new attempt."""
+    q = team.queue
+    task_id = q.create_task("build", "code")
+    claimed = q.claim_tasks("alice", 1, start=True)[0]
+    released = q.release_task(task_id, agent_id="alice", attempt=claimed.attempt,
+                              reason="worker stopping")
+    assert (released.status, released.retry_count, released.assigned_to,
+            released.retry_until) == (TaskStatus.PENDING, 0, None, None)
+    assert team.registry.get_agent("alice").total_failed == 0
+    history = q.get_task_history(task_id)[-1]
+    assert (history["from_status"], history["to_status"], history["detail"]) == (
+        "running", "pending", "released: worker stopping")
+    again = q.claim_task("bob")
+    assert (again.id, again.attempt) == (task_id, claimed.attempt + 1)
+    check_invariants(team)
+
+
+def test_a_stale_or_wrong_release_is_refused_and_changes_nothing(team, clock, unchanged):
+    q = team.queue
+    task_id, _, _ = _handed_to_bob(team, clock)
+    pending = q.create_task("waiting", "code", dependencies=[task_id])
+    with unchanged():
+        with pytest.raises(StaleAttemptError):
+            q.release_task(task_id, agent_id="alice", attempt=1)
+        with pytest.raises(InvalidTransitionError, match="cannot release task .*: it is pending"):
+            q.release_task(pending)
+        with pytest.raises(ValidationError, match="reason must be a string"):
+            q.release_task(task_id, agent_id="bob", attempt=2, reason=5)

@@ -15,7 +15,7 @@ import time
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager, contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
@@ -23,6 +23,7 @@ import pandas as pd
 
 from ..exceptions import SchemaVersionError, StorageError, TransactionConflictError
 from .sql import Query, migrations, queries
+from .wakeups import Wakeups, wakeups_for
 
 Tracer = Callable[[str, dict], None]
 
@@ -38,6 +39,7 @@ class Session:
 
     conn: Any
     depth: int = 0
+    after_commit: list[Callable[[], None]] = field(default_factory=list)  # run once committed
 
 
 class SQLDatabase(ABC):
@@ -62,6 +64,7 @@ class SQLDatabase(ABC):
         self._queries = queries(self.dialect)
         try:
             self._open()
+            self.wakeups: Wakeups = wakeups_for(self._wakeup_key())
             if not read_only:
                 self._migrate()
             self._check_version()
@@ -90,6 +93,14 @@ class SQLDatabase(ABC):
     def _statement(self) -> AbstractContextManager[Any]:
         """What one statement and the reading of its rows run under."""
         return self._hold()
+
+    def _wakeup_key(self) -> str:
+        """Which databases share wake-ups in this process: the same one, however opened."""
+        return f"{self.dialect}:{self.path}"
+
+    def _announce_elsewhere(self) -> None:  # noqa: B027 - most backends need nothing
+        """Tell other processes, in the current transaction, that work may be ready (a
+        backend whose other processes cannot write needs nothing here)."""
 
     @abstractmethod
     def fetch_frame(self, name: str, /, **params: Any) -> pd.DataFrame:
@@ -173,13 +184,17 @@ class SQLDatabase(ABC):
                 yield self
             except BaseException as exc:
                 session.depth = 0
+                session.after_commit = []
                 try:
                     self._run("ROLLBACK", {}, label="rollback")
                 except StorageError as failed:
                     exc.add_note(f"and the rollback failed: {failed}")
                 raise
             session.depth = 0
+            callbacks, session.after_commit = session.after_commit, []
             self._run("COMMIT", {}, label="commit")
+            for callback in callbacks:
+                callback()
 
     def atomic(self, fn: Callable[..., Any], /, *args: Any, **kwargs: Any) -> Any:
         """``fn(*args, **kwargs)`` in one transaction; returns its result.
@@ -206,6 +221,17 @@ class SQLDatabase(ABC):
                         f"deadlock or serialization conflicts ({exc})") from exc
                 backoff = min(self.retry_delay_max, self.retry_delay * 2 ** (attempt - 1))
                 time.sleep(random.uniform(backoff / 2, backoff))
+
+    def announce_work(self) -> None:
+        """Work may have become ready: wake this database's waiting claimers once the
+        current transaction commits (at once outside one), in this process and, where the
+        backend carries it, in others."""
+        self._announce_elsewhere()
+        with self._hold() as session:
+            if not session.depth:
+                self.wakeups.notify()
+            elif self.wakeups.notify not in session.after_commit:
+                session.after_commit.append(self.wakeups.notify)
 
     def _in_transaction(self) -> bool:
         """Whether this thread is inside a transaction of this database."""

@@ -91,6 +91,13 @@ class Database(SQLDatabase):
                     "before opening it for writing")
         self._run(self._queries["session_setup"].text, {}, label="session_setup")
 
+    def _wakeup_key(self) -> str:
+        """One file, one set of waiters, however it was opened; each ``":memory:"``
+        database is its own."""
+        if self._handle.key is None and self._handle.parent is None:
+            return f"duckdb:memory:{id(self._handle)}"
+        return f"duckdb:{(self._handle.parent or self._handle).key}"
+
     def _connect(self) -> duckdb.DuckDBPyConnection:
         try:
             return duckdb.connect(self.path, read_only=self.read_only)

@@ -234,9 +234,10 @@ class EpisodicStore:
                                 lease_until=lease_until)
 
     def claim(self, agent_id: str, limit: int, status: TaskStatus, now: datetime,
-              lease_until: datetime) -> list[Task] | None:
-        """Give the agent up to ``limit`` of the best ready tasks it can do, within its free
-        capacity, in queue order; none if it is inactive, None if it is not registered."""
+              lease_until: datetime, task_types: list[str] | None = None) -> list[Task] | None:
+        """Give the agent up to ``limit`` of the best ready tasks it can do (of
+        ``task_types`` only, if given), within its free capacity, in queue order; none if it
+        is inactive, None if it is not registered."""
         agent_key = entity_id("agent", agent_id)
         rows = self.db.fetch_rows("agent_capacity", agent_key=agent_key)
         if not rows:
@@ -247,7 +248,8 @@ class EpisodicStore:
         tasks = self._tasks("tasks_claim_pick", by_column=True, agent_id=agent_id, limit=limit,
                             capacity=capacity, agent_key=agent_key,
                             relation_type=HAS_CAPABILITY,
-                            capability_prefix=entity_id("capability", ""), now=now)
+                            capability_prefix=entity_id("capability", ""), now=now,
+                            task_types=task_types)
         if not tasks:
             return []
         self.db.execute("tasks_claim_mark", task_ids=[t.id for t in tasks], agent_id=agent_id,
@@ -264,6 +266,10 @@ class EpisodicStore:
         """assigned -> running, if the named attempt (None: any) is the current one."""
         return self._transition("task_start", task_id=task_id, now=now, lease_until=lease_until,
                                 agent_id=agent_id, attempt=attempt)
+
+    def release(self, task_id: str, attempt: int) -> Task | None:
+        """Back to pending without using a retry, if ``attempt`` is still current."""
+        return self._transition("task_release", task_id=task_id, attempt=attempt)
 
     def lock_tasks(self, task_ids: list[str]) -> dict[str, Task]:
         """The tasks of ``task_ids`` that exist, by id, read to be changed in this

@@ -11,6 +11,7 @@ is taken. psycopg errors never leave this module untranslated.
 
 from __future__ import annotations
 
+import logging
 import re
 import threading
 from collections.abc import Iterator
@@ -60,6 +61,58 @@ class _Rows:
         return self.rows
 
 
+log = logging.getLogger(__name__)
+
+
+class _Listener:
+    """This process's ear for a database: a thread on a connection of its own that
+    LISTENs for other processes' announcements of work (``work_notify``) and wakes this
+    process's waiting claimers. Started by the first waiter, stopped when the last
+    PostgresDatabase of the database closes; a lost connection is reopened with a growing
+    pause, and waiters poll meanwhile (a notification sent while nobody listened is lost:
+    the listener wakes everyone once it listens again)."""
+
+    def __init__(self, url: str, shown: str, sql: dict[str, str], wakeups: Any):
+        self.url, self.shown, self.sql, self.wakeups = url, shown, sql, wakeups
+        self.users = 0
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        self._lock = threading.Lock()
+
+    def start(self) -> None:
+        with self._lock:
+            if self._thread is None and not self._stop.is_set():
+                self._thread = threading.Thread(target=self._listen, daemon=True,
+                                                name=f"athena-orch listener {self.shown}")
+                self._thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+
+    def _listen(self) -> None:
+        pause = 0.1
+        while not self._stop.is_set():
+            try:
+                with psycopg.connect(self.url, autocommit=True) as conn:
+                    schema = conn.execute(self.sql["current_schema"]).fetchone()[0]
+                    conn.execute(self.sql["work_listen"])
+                    self.wakeups.notify()  # what was announced while nobody listened
+                    pause = 0.1
+                    while not self._stop.is_set():
+                        for note in conn.notifies(timeout=1.0):
+                            if note.payload == schema:
+                                self.wakeups.notify()
+            except psycopg.Error as exc:
+                log.warning("listening on %s failed (%s); retrying in %.1f s",
+                            self.shown, exc, pause)
+                self._stop.wait(pause)
+                pause = min(pause * 2, 5.0)
+
+
+_listeners: dict[str, _Listener] = {}
+_listeners_lock = threading.Lock()
+
+
 class _ThreadSession(threading.local):
     session: Session | None = None  # the connection this thread holds, if any
 
@@ -93,7 +146,20 @@ class PostgresDatabase(SQLDatabase):
         self._table_types: dict[str, dict[str, str]] = {}
         self._local = _ThreadSession()
         self._pool: ConnectionPool | None = None
+        self._listener: _Listener | None = None
         super().__init__(read_only=read_only, tracer=tracer)
+        with _listeners_lock:
+            listener = _listeners.get(self.url)
+            if listener is None:
+                sql = {name: self._queries[name].text for name in ("current_schema", "work_listen")}
+                listener = _listeners[self.url] = _Listener(self.url, self.path, sql, self.wakeups)
+            listener.users += 1
+            self._listener = listener
+        self.wakeups.when_waited(listener.start)
+
+    def _announce_elsewhere(self) -> None:
+        """NOTIFY, delivered when the transaction commits, to every listening process."""
+        self.execute("work_notify")
 
     def _open(self) -> None:
         try:  # one plain connect first: the server's own reason, at once, if it fails
@@ -247,6 +313,13 @@ class PostgresDatabase(SQLDatabase):
         pool, self._pool = self._pool, None
         if pool is not None:
             pool.close()
+        listener, self._listener = self._listener, None
+        if listener is not None:
+            with _listeners_lock:
+                listener.users -= 1
+                if not listener.users:
+                    listener.stop()
+                    del _listeners[self.url]
 
 
 def _plain(value: Any, integer: bool) -> Any:

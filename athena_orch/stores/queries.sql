@@ -43,6 +43,20 @@ UPDATE store_versions SET version = version + 1 WHERE name = $name;
 SELECT column_name, data_type FROM information_schema.columns
 WHERE table_name = $table AND table_schema = current_schema();
 
+-- ---------------------------------------------------------------- wake-ups
+
+-- name: work_notify
+-- Tell other processes that work may be ready. PostgreSQL's (postgres/queries.sql):
+-- DuckDB has one writer process, which wakes its own waiters in memory, and never runs it.
+SELECT NULL;
+
+-- name: work_listen
+-- PostgreSQL's: start hearing work_notify (DuckDB never runs it).
+SELECT NULL;
+
+-- name: current_schema
+SELECT current_schema();
+
 -- ---------------------------------------------------------------- tasks: writes
 
 -- name: tasks_insert
@@ -106,6 +120,8 @@ FROM (
         FROM episodic_events t
         WHERE t.task_status = 'pending' AND t.waiting_on = 0
           AND (t.retry_until IS NULL OR t.retry_until <= $now)
+          AND ($task_types::VARCHAR[] IS NULL
+               OR list_contains($task_types::VARCHAR[], t.task_type))
           AND t.requirements IN (
                 SELECT r FROM (SELECT DISTINCT requirements AS r FROM episodic_events
                                WHERE task_status = 'pending')
@@ -226,6 +242,16 @@ UPDATE episodic_events SET waiting_on = waiting_on - d.completed
 FROM (SELECT task_id, count(*) AS completed FROM task_dependencies
       WHERE depends_on IN (SELECT unnest($task_ids::VARCHAR[])) GROUP BY task_id) d
 WHERE episodic_events.task_id = d.task_id;
+
+-- name: task_release
+-- assigned/running -> pending without using a retry or waiting a back-off: the attempt
+-- the caller read, handed back (a worker that stops).
+UPDATE episodic_events
+SET task_status = 'pending', assigned_to = NULL, assigned_at = NULL, started_at = NULL,
+    lease_until = NULL, retry_until = NULL
+WHERE task_id = $task_id AND task_status IN ('assigned', 'running')
+  AND coalesce(attempt, 0) = $attempt::INTEGER
+RETURNING *;
 
 -- name: task_renew_lease
 -- A new lease for the task, if the caller's attempt (NULLs: any) is its current one.

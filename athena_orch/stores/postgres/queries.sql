@@ -9,6 +9,14 @@ SET TimeZone = 'UTC';
 -- Processes that open the same database at once migrate one after the other.
 SELECT pg_advisory_xact_lock(7463922841);
 
+-- name: work_notify
+-- Delivered when the transaction commits, to every process listening on the server; the
+-- payload names the schema, so databases sharing a server do not wake each other's workers.
+SELECT pg_notify('athena_orch_work', current_schema());
+
+-- name: work_listen
+LISTEN athena_orch_work;
+
 -- name: tasks_insert
 -- New task rows in bulk, streamed with COPY (the frame's columns fill {columns}).
 COPY episodic_events ({columns}) FROM STDIN;
@@ -50,6 +58,7 @@ SELECT t.id, t.task_id, t.content, t.task_type, t.task_status, t.priority, t.pri
 FROM episodic_events t
 WHERE t.task_status = 'pending' AND t.waiting_on = 0
   AND (t.retry_until IS NULL OR t.retry_until <= $now::timestamptz)
+  AND ($task_types::text[] IS NULL OR t.task_type = ANY($task_types::text[]))
   AND ARRAY(SELECT $capability_prefix::text || r
             FROM jsonb_array_elements_text(t.requirements::jsonb) r)
       <@ (SELECT targets FROM capabilities)

@@ -23,6 +23,7 @@ _EXPORTS = {
     "Database": "stores", "EpisodicStore": "stores", "GraphStore": "stores",
     "MetaStore": "stores", "MetaMemoryStore": "stores",
     "OrchestrationError": "exceptions",
+    "Worker": "worker",
 }
 __all__ = [*_EXPORTS, "exceptions"]
 

@@ -1,4 +1,4 @@
-"""``athena-orch`` command line: a thin layer over the library (demo, mcp)."""
+"""``athena-orch`` command line: a thin layer over the library (demo, mcp, worker)."""
 
 from __future__ import annotations
 
@@ -23,6 +23,29 @@ def build_parser() -> argparse.ArgumentParser:
                      help="serve streamable HTTP instead of stdio (host defaults to 127.0.0.1)")
     mcp.add_argument("--token", default=None,
                      help="bearer token clients must send (or ATHENA_ORCH_TOKEN)")
+
+    worker = commands.add_parser(
+        "worker", help="run Python handlers on one agent's tasks until stopped",
+        description="Import handlers from module:attribute (a dict of task_type -> callable, "
+                    "or one callable for every task the agent can do; the current directory "
+                    "is on sys.path) and run them as agent --agent. SIGINT or SIGTERM stops "
+                    "claiming, lets running handlers finish within --grace seconds, then "
+                    "hands unfinished tasks back (a second signal does so at once).")
+    worker.add_argument("handlers", metavar="module:attribute",
+                        help="where the handlers are, e.g. my_tasks:HANDLERS")
+    worker.add_argument("--db", default="orch.duckdb", help="DuckDB file or postgresql:// URL (default orch.duckdb)")
+    worker.add_argument("--agent", required=True, help="the agent id this worker works as")
+    worker.add_argument("--capabilities", default=None, metavar="A,B",
+                        help="register (or update) the agent with these capabilities; "
+                             "without, it must be registered already")
+    worker.add_argument("--concurrency", type=int, default=1,
+                        help="tasks run at once (default 1)")
+    worker.add_argument("--time-limit", type=float, default=None, metavar="SECONDS",
+                        help="fail a task whose handler runs longer (default: no limit)")
+    worker.add_argument("--grace", type=float, default=30.0, metavar="SECONDS",
+                        help="how long running handlers may finish after a stop (default 30)")
+    worker.add_argument("--until-idle", action="store_true",
+                        help="exit once nothing this agent can do is ready or running")
     return parser
 
 
@@ -32,6 +55,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         from .demo import run_demo_cli
 
         return run_demo_cli(args)
+    if args.command == "worker":
+        from .worker import run_worker_cli
+
+        return run_worker_cli(args)
     from .mcp.server import run_server_cli
 
     return run_server_cli(args)

@@ -30,12 +30,14 @@ class OrchestrationManager:
         self.queue = TaskQueue(self.episodic, self.graph, self.meta, **queue_settings)
         self.registry = AgentRegistry(self.graph, self.meta)
         self.router = CapabilityRouter(self.registry, self.meta)
+        self.events = self.queue.events
 
     @property
     def path(self) -> str:
         return self.db.path
 
     def close(self) -> None:
+        self.events.close()
         self.db.close()
 
     def __enter__(self) -> OrchestrationManager:

@@ -80,6 +80,27 @@ class Task:
 
 
 @dataclass
+class TaskEvent:
+    """One change of a task as subscribers receive it (``orch.events``): ``event_type`` is
+    ``task_<what happened>`` (created, assigned, started, completed, retried, released,
+    failed, blocked, cancelled); ``result`` is the result text of a completion."""
+
+    event_type: str
+    task_id: str
+    from_status: str | None
+    to_status: str
+    agent_id: str | None
+    detail: str
+    at: datetime
+    result: str | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        out = asdict(self)
+        out["at"] = self.at.isoformat()
+        return out
+
+
+@dataclass
 class Agent:
     """A registered agent with its capabilities and plain performance figures."""
 

@@ -23,6 +23,7 @@ import pandas as pd
 
 from . import task_records as tr
 from . import validation as v
+from .events import EventBus
 from .exceptions import (
     AgentNotFoundError,
     DependencyError,
@@ -33,8 +34,8 @@ from .exceptions import (
     ValidationError,
     shown,
 )
-from .models import ACTIVE_STATES, PRIORITIES, QueueStatistics, Task, TaskStatus
-from .stores import EpisodicStore, GraphStore, MetaStore
+from .models import ACTIVE_STATES, PRIORITIES, QueueStatistics, Task, TaskEvent, TaskStatus
+from .stores import EpisodicStore, GraphStore, MetaStore, SubscriptionStore
 from .stores.episodic import json_lists, paused_gc
 
 PENDING, ASSIGNED, RUNNING = TaskStatus.PENDING, TaskStatus.ASSIGNED, TaskStatus.RUNNING
@@ -104,6 +105,7 @@ class TaskQueue:
         self.clock = clock
         self._dag = _Downstream()  # built when first needed
         self._dag_version = -1
+        self.events = EventBus(SubscriptionStore(self.db))
 
     # ------------------------------------------------------------------ creating
     def create_task(self, content: str, task_type: str, priority: str = "medium",
@@ -160,6 +162,9 @@ class TaskQueue:
         self.episodic.insert_tasks(tasks, edges)
         if fresh:
             self.db.announce_work()
+            if self.events.active:
+                self._publish([TaskEvent("task_created", tid, None, status, None, "created", now)
+                               for tid, status in zip(tasks["task_id"], tasks["task_status"])])
         if len(edges) and version == self._dag_version:
             self._dag.add(zip(edges["depends_on"], edges["task_id"]))
             self._dag_version = version + 1
@@ -262,10 +267,17 @@ class TaskQueue:
              agent_id: str | None, now: datetime, detail: str = "") -> None:
         self._log_many([([task_id], before, after, agent_id, detail)], now)
 
-    def _log_many(self, moves: list[tuple], now: datetime) -> None:
+    def _log_many(self, moves: list[tuple], now: datetime,
+                  results: dict[str, str] | None = None) -> None:
         """Record transitions as episodic events, in one statement: each move is
         (task_ids, from, to, agent_id, detail), the same step of many tasks; a task's
-        moves are recorded in the order given."""
+        moves are recorded in the order given. Subscribers get them once committed (with
+        ``results`` of completions)."""
+        if self.events.active:
+            self._publish([
+                TaskEvent(_event_type(before, after, detail), tid, before and before.value,
+                          after.value, agent, detail, now, (results or {}).get(tid))
+                for ids, before, after, agent, detail in moves for tid in ids])
         task_ids: list[str] = []
         statuses: list[str] = []
         contents: list[str] = []
@@ -277,6 +289,12 @@ class TaskQueue:
                                      "detail": detail})] * len(ids)
         if task_ids:
             self.episodic.record_transitions(task_ids, statuses, contents, now)
+
+    def _publish(self, events: list[TaskEvent]) -> None:
+        """Hand events to the subscribers once this transaction commits (a retried
+        transaction publishes only what its committed run made)."""
+        if events:
+            self.db.after_commit(lambda: self.events.publish(events))
 
     # ------------------------------------------------------------------ handing out
     def assign_task(self, task_id: str, agent_id: str) -> Task:
@@ -419,7 +437,8 @@ class TaskQueue:
         for task in tasks:
             by_assignee.setdefault(task.assigned_to, []).append(task.id)
         self._log_many([(ids, RUNNING, COMPLETED, agent, "completed")
-                        for agent, ids in by_assignee.items()], now)
+                        for agent, ids in by_assignee.items()], now,
+                       dict(zip(task_ids, texts)) if self.events.active else None)
         self._record_outcomes(now, completed=done, success_ms=success_ms)
         self.db.announce_work()  # dependents released, capacity freed
         return tasks
@@ -767,3 +786,14 @@ def _attempts_of(results: Any) -> tuple[list[int | None] | None, Any]:
         results = [{k: x for k, x in r.items() if k != "attempt"} if isinstance(r, dict) else r
                    for r in results]
     return [_fence(None, a)[1] for a in attempts], results
+
+
+_EVENT_OF = {ASSIGNED: "task_assigned", RUNNING: "task_started", COMPLETED: "task_completed",
+             FAILED: "task_failed", BLOCKED: "task_blocked", CANCELLED: "task_cancelled"}
+
+
+def _event_type(before: TaskStatus | None, after: TaskStatus, detail: str) -> str:
+    """What a move is called for subscribers (see ``events.EVENT_TYPES``)."""
+    if after is PENDING:
+        return "task_released" if detail.startswith("released") else "task_retried"
+    return _EVENT_OF[after]

@@ -67,7 +67,6 @@ def main(argv: list[str]) -> int:
 
     frame = q.to_frame()
     known = list(frame["task_id"])
-    idem_ids = set(frame.loc[frame["task_type"] == "idem", "task_id"])
     # tasks this worker holds: (agent, task id); a restarted worker holds nothing, since the
     # test requeued what its predecessor held, but pick up anything still ours anyway
     held = [(a, t.id) for a in AGENTS for t in q.query_tasks({"agent_id": a, "status": [
@@ -75,19 +74,19 @@ def main(argv: list[str]) -> int:
 
     def create_one() -> None:
         idempotent = rng.random() < 0.2
-        # an idempotent re-create must not name its own earlier task as a dependency (a
-        # self-dependency is refused as a cycle), so those draw from non-idempotent tasks
-        pool = [t for t in known if t not in idem_ids] if idempotent else known
-        deps = rng.sample(pool, k=min(len(pool), rng.choice([0, 0, 1, 2])))
-        kwargs = {"priority": rng.choice(PRIORITIES),
-                  "requirements": rng.sample(CAPABILITIES, k=rng.choice([0, 1, 1, 2])),
-                  "dependencies": deps, "max_retries": rng.choice([0, 1, 3])}
-        if idempotent:  # the same key always means the same content
+        if idempotent:  # the same key always means the same task: its fields come from it
             key = f"idem-{rng.randrange(30)}"
+            same = random.Random(key)
+            kwargs = {"priority": same.choice(PRIORITIES),
+                      "requirements": same.sample(CAPABILITIES, k=same.choice([0, 1, 1, 2])),
+                      "max_retries": same.choice([0, 1, 3])}
             tid = q.create_task(f"idempotent {key}", "idem", idempotency_key=key, **kwargs)
-            idem_ids.add(tid)
         else:
-            tid = q.create_task(f"task {seed}/{journal.n}", "work", **kwargs)
+            deps = rng.sample(known, k=min(len(known), rng.choice([0, 0, 1, 2])))
+            tid = q.create_task(
+                f"task {seed}/{journal.n}", "work", priority=rng.choice(PRIORITIES),
+                requirements=rng.sample(CAPABILITIES, k=rng.choice([0, 1, 1, 2])),
+                dependencies=deps, max_retries=rng.choice([0, 1, 3]))
         if tid not in known:
             known.append(tid)
         record("create", tid)

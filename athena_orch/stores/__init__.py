@@ -12,6 +12,7 @@ from .episodic import EpisodicStore
 from .graph import GraphStore
 from .meta import MetaMemoryStore, MetaStore
 from .postgres import PostgresDatabase, is_postgres_url
+from .subscriptions import SubscriptionStore
 
 
 def open_database(target: str | Path | None = None, *, read_only: bool = False,
@@ -31,4 +32,4 @@ def open_database(target: str | Path | None = None, *, read_only: bool = False,
 
 
 __all__ = ["Database", "PostgresDatabase", "SQLDatabase", "open_database", "EpisodicStore",
-           "GraphStore", "MetaStore", "MetaMemoryStore"]
+           "GraphStore", "MetaStore", "MetaMemoryStore", "SubscriptionStore"]

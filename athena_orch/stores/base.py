@@ -222,16 +222,21 @@ class SQLDatabase(ABC):
                 backoff = min(self.retry_delay_max, self.retry_delay * 2 ** (attempt - 1))
                 time.sleep(random.uniform(backoff / 2, backoff))
 
-    def announce_work(self) -> None:
-        """Work may have become ready: wake this database's waiting claimers once the
-        current transaction commits (at once outside one), in this process and, where the
-        backend carries it, in others."""
-        self._announce_elsewhere()
+    def after_commit(self, callback: Callable[[], None]) -> None:
+        """Run ``callback`` once the current transaction commits (never if it rolls back;
+        at once outside a transaction); the same callback twice runs once."""
         with self._hold() as session:
             if not session.depth:
-                self.wakeups.notify()
-            elif self.wakeups.notify not in session.after_commit:
-                session.after_commit.append(self.wakeups.notify)
+                callback()
+            elif callback not in session.after_commit:
+                session.after_commit.append(callback)
+
+    def announce_work(self) -> None:
+        """Work may have become ready: wake this database's waiting claimers once the
+        current transaction commits, in this process and, where the backend carries it,
+        in others."""
+        self._announce_elsewhere()
+        self.after_commit(self.wakeups.notify)
 
     def _in_transaction(self) -> bool:
         """Whether this thread is inside a transaction of this database."""

@@ -486,6 +486,28 @@ INSERT INTO routing_decisions BY NAME SELECT * FROM incoming;
 -- name: decisions_frame
 SELECT * FROM routing_decisions ORDER BY decision_id;
 
+-- ---------------------------------------------------------------- event subscriptions
+
+-- name: subscription_upsert
+-- A subscriber's pattern, recorded once (UNIQUE agent_id, event_pattern) and active.
+INSERT INTO event_subscriptions (agent_id, event_pattern, pattern_type, is_active,
+                                 created_at, trigger_count)
+VALUES ($agent_id, $pattern, 'regex', TRUE, $now, 0)
+ON CONFLICT (agent_id, event_pattern) DO UPDATE SET is_active = TRUE
+RETURNING id;
+
+-- name: subscription_record
+-- A closed subscription's deliveries, added to its row.
+UPDATE event_subscriptions
+SET trigger_count = trigger_count + $delivered::INTEGER, is_active = $active::BOOLEAN,
+    last_triggered = coalesce($last_triggered::TIMESTAMPTZ, last_triggered)
+WHERE id = $id::BIGINT;
+
+-- name: subscriptions_frame
+SELECT id, agent_id, event_pattern, pattern_type, is_active, created_at, last_triggered,
+       trigger_count
+FROM event_subscriptions ORDER BY id;
+
 -- ---------------------------------------------------------------- audits
 
 -- name: contents_episodic_events

@@ -16,9 +16,9 @@ START_TIMEOUT = 30
 STOP_TIMEOUT = 15
 
 
-def free_port() -> int:
+def free_port(host: str = "127.0.0.1") -> int:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
+        sock.bind((host, 0))
         return sock.getsockname()[1]
 
 
@@ -29,12 +29,15 @@ def clean_env(**extra: str) -> dict[str, str]:
 
 
 class HttpServer:
-    """``python -m athena_orch mcp --http`` as a subprocess."""
+    """``python -m athena_orch mcp --http`` as a subprocess, on ``host`` (an IPv4 loopback
+    address)."""
 
-    def __init__(self, tmp_path: Path, *extra: str, env: dict[str, str] | None = None):
-        self.port = free_port()
+    def __init__(self, tmp_path: Path, *extra: str, env: dict[str, str] | None = None,
+                 host: str = "127.0.0.1"):
+        self.host = host
+        self.port = free_port(host)
         self.db = tmp_path / f"server-{self.port}.duckdb"
-        self.url = f"http://127.0.0.1:{self.port}/mcp"
+        self.url = f"http://{host}:{self.port}/mcp"
         self.log = tmp_path / f"server-{self.port}.log"
         self._log_file = self.log.open("w")
         self.proc = subprocess.Popen(
@@ -46,7 +49,7 @@ class HttpServer:
                 "--db",
                 str(self.db),
                 "--http",
-                f"127.0.0.1:{self.port}",
+                f"{host}:{self.port}",
                 *extra,
             ],
             stdin=subprocess.DEVNULL,
@@ -65,7 +68,7 @@ class HttpServer:
                 pytest.fail(f"server exited with {self.proc.returncode}: {self.stderr()}")
             if "serving" in self.stderr():
                 try:
-                    with socket.create_connection(("127.0.0.1", self.port), timeout=0.5):
+                    with socket.create_connection((self.host, self.port), timeout=0.5):
                         return True
                 except OSError:
                     pass
@@ -89,10 +92,10 @@ class HttpServer:
 
 
 def start_http_server(tmp_path: Path, started: list[HttpServer], *extra: str,
-                      env: dict[str, str] | None = None) -> HttpServer:
+                      env: dict[str, str] | None = None, host: str = "127.0.0.1") -> HttpServer:
     """A serving HttpServer (appended to ``started``, which the caller stops)."""
     for _ in range(3):  # free_port() can race with another process taking the port
-        server = HttpServer(tmp_path, *extra, env=env)
+        server = HttpServer(tmp_path, *extra, env=env, host=host)
         started.append(server)
         if server.wait_until_serving():
             return server

@@ -93,7 +93,9 @@ TOOLS = {
     "orchestration_learn_new_capability": None,
     "orchestration_route_task": None,
     "orchestration_get_task": None,
+    "orchestration_read_task_text": None,
 }
+TEXT_FIELDS = ["content", "result", "error"]
 
 
 # --------------------------------------------------------------------------- a session
@@ -121,7 +123,22 @@ class Session:
         return result.structured_content
 
     def task(self, task_id: str) -> dict[str, Any]:
-        return self.ok("orchestration_get_task", task_id=task_id)["task"]
+        """The task, its long texts (cut by orchestration_get_task) read whole."""
+        got = self.ok("orchestration_get_task", task_id=task_id)["task"]
+        for field in got["truncated"]:
+            assert field in TEXT_FIELDS, f"{field} of {task_id} was cut"
+            got[field] = self.text(task_id, field)
+        return got
+
+    def text(self, task_id: str, field: str) -> str:
+        pieces, offset = [], 0
+        while offset is not None:
+            piece = self.ok(
+                "orchestration_read_task_text", task_id=task_id, field=field, offset=offset
+            )
+            pieces.append(piece["text"])
+            offset = piece["next_offset"]
+        return "".join(pieces)
 
     def by_status(self) -> dict[str, list[str]]:
         """Task ids by state, read from the library (test bookkeeping, not under test)."""
@@ -340,6 +357,10 @@ def valid_values(
         "agent_id": agent_id,
         "status": st.sampled_from(STATES),
         "limit": st.integers(0, 50),
+        "offset": st.integers(0, 60),
+        "history_limit": st.integers(0, 50),
+        "history_offset": st.integers(0, 10),
+        "field": st.sampled_from(TEXT_FIELDS),
         "created_after": iso_times,
         "task_id": task_id,
         "include_history": st.booleans(),
@@ -418,7 +439,7 @@ def check_created(s: Session, spec: dict[str, Any], tid: str) -> None:
 def check_listed(args: dict[str, Any], answer: dict[str, Any], default_status: str | None) -> None:
     """A read's tasks match its filters and its limit."""
     tasks = answer["tasks"]
-    assert answer["count"] == len(tasks)
+    assert answer["count"] == len(tasks) and answer["offset"] == args.get("offset", 0)
     if isinstance(args.get("limit"), int):
         assert len(tasks) <= args["limit"]
     status = args.get("status", default_status)
@@ -468,6 +489,16 @@ def check_success(s: Session, name: str, args: dict[str, Any], result: Any) -> N
     elif name == "orchestration_get_task":
         assert answer["task"]["id"] == args["task_id"]
         assert isinstance(answer["history"], list)
+        if args.get("include_history", True):
+            assert len(answer["history"]) <= args.get("history_limit", 100)
+    elif name == "orchestration_read_task_text":
+        stored = getattr(s.orch.queue.get_task_status(args["task_id"]), args["field"])
+        offset = args.get("offset", 0)
+        if stored is None:
+            assert answer["text"] is None
+        else:
+            assert answer["text"] == stored[offset : offset + len(answer["text"])]
+            assert answer["total_chars"] == len(stored)
     elif name == "orchestration_register_agent":
         agent_id = answer["agent_id"]
         assert agent_id == args["agent_id"]

@@ -8,10 +8,24 @@ an ``mcp`` ``MCPServer``. Every tool:
 - returns a JSON object (``Task.to_dict()``, ``Agent.to_dict()``, ``RoutingDecision.to_dict()``,
   ``QueueStatistics.to_dict()``, DataFrames as lists of records), never a Python repr;
 - turns the library's ``OrchestrationError`` into a tool error (``isError``) whose text is
-  the library's message prefixed with the error class; nothing is written in that case;
-- runs in a worker thread (the SDK runs sync tools off the event loop) under one lock per
-  handlers object, so each tool call sees and leaves the data consistent even when many
-  clients call at once.
+  the library's message prefixed with the error class; nothing is written in that case.
+  A ``StorageError`` (the database failed) is the exception: its text can carry file paths
+  and SQL, so the client reads only that the database failed and the server logs the rest;
+- runs in a worker thread, one call at a time in the order calls arrive (a FIFO turn per
+  event loop, then one lock per handlers object), so each tool call sees and leaves the
+  data consistent even when many clients call at once. A call whose client gives up
+  (a timeout cancels it) while it waits for its turn never runs; one that has started
+  finishes, and if its client gave up meanwhile the server logs what it did, since the
+  answer reaches no one (clients retry ``orchestration_create_task`` safely with an
+  ``idempotency_key``).
+
+Answers are bounded, whatever the data (see ``MAX_RESPONSE_BYTES``): every tool that lists
+takes a ``limit`` (with a default and a maximum) and an ``offset``, and says where the next
+page starts (``next_offset``, null on the last page); a page ends early rather than pass
+the byte budget. Listed tasks carry their texts (content, result, error) cut to
+``LISTED_CHARS`` characters; a single task carries each text up to ``TEXT_BYTES`` and
+``orchestration_read_task_text`` reads any text whole, piece by piece. Every record that
+was cut names the cut fields in ``truncated``.
 
 Reads of an unknown id are tool errors here (the library answers ``None``), because an
 agent that names a task or agent that does not exist has made a mistake it should see.
@@ -20,14 +34,19 @@ agent that names a task or agent that does not exist has made a mistake it shoul
 import functools
 import inspect
 import json
+import logging
 import math
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from datetime import date, datetime, time, timedelta
 from decimal import Decimal
 from enum import Enum
+from itertools import islice
 from typing import Annotated, Any, Literal
 
+import anyio
+import anyio.lowlevel
+import anyio.to_thread
 import numpy as np
 import pandas as pd
 from mcp.server.mcpserver.exceptions import ToolError
@@ -39,21 +58,40 @@ from ..capability_router import CapabilityRouter
 from ..exceptions import (
     AgentNotFoundError,
     OrchestrationError,
+    StorageError,
     TaskNotFoundError,
     ValidationError,
     shown,
 )
-from ..models import Task
+from ..models import Agent, Task
 from ..task_queue import TaskQueue
 
 # NB: no ``from __future__ import annotations``: the SDK reads these annotations at
 # registration, and the aliases below must be real objects, not strings.
+
+logger = logging.getLogger("athena_orch.mcp")
+
+# --------------------------------------------------------------------------- sizes
+MAX_RESPONSE_BYTES = 512 * 1024  # a tool's JSON answer, UTF-8 (sent as text and structured)
+PAGE_BYTES = MAX_RESPONSE_BYTES - 4 * 1024  # the listed records of one page, together
+LISTED_CHARS = 1_000  # a string in a listed record (a task's content, a history detail)
+LISTED_ITEMS = 100  # a list or object inside a listed record (requirements, capabilities)
+SINGLE_ITEMS = 1_000  # a list or object inside the one record a tool answers with
+TEXT_FIELDS = ("content", "result", "error")  # a task's free texts
+TEXT_BYTES = 128 * 1024  # each free text of a single task, JSON-encoded
+TEXT_PIECE_BYTES = 256 * 1024  # one piece read by orchestration_read_task_text
+MAX_TASK_OFFSET = 10_000  # the queue has no offset yet: a page of tasks reads all before it
+MAX_BATCH = 1_000  # tasks per orchestration_create_tasks
+MAX_ROUTE_BATCH = 500  # tasks per orchestration_route_batch
+LISTED_IDS = 1_000  # ids named by orchestration_requeue_stale / orchestration_heartbeat
+DATABASE_FAILED = "StorageError: the database failed (see the server log)"
 
 # --------------------------------------------------------------------------- argument types
 PriorityName = Literal["high", "medium", "low"]
 StatusName = Literal[
     "pending", "assigned", "running", "completed", "failed", "blocked", "cancelled"
 ]
+TextField = Literal["content", "result", "error"]
 
 TaskId = Annotated[str, Field(description="Id of the task (as returned when it was created).")]
 AgentId = Annotated[str, Field(description="Id of the agent, e.g. 'coder-1'.")]
@@ -99,12 +137,9 @@ IdempotencyKey = Annotated[
     str | None,
     Field(
         description="Optional key: creating a task again with the same key returns the first "
-        "task's id instead of a duplicate (safe retries)."
+        "task's id instead of a duplicate. Give one whenever you may send the call again "
+        "(after a timeout or a lost connection the task may exist already)."
     ),
-]
-Limit = Annotated[StrictInt, Field(ge=0, description="Return at most this many tasks.")]
-OptionalLimit = Annotated[
-    StrictInt | None, Field(ge=0, description="Return at most this many; omit for all.")
 ]
 Capabilities = Annotated[
     list[str],
@@ -123,6 +158,31 @@ Metadata = Annotated[
 ]
 ExcludeAgents = Annotated[
     list[str] | None, Field(description="Agent ids not to consider, as a JSON array of strings.")
+]
+
+
+def _limit(what: str, most: int) -> Any:
+    return Annotated[
+        StrictInt, Field(ge=0, le=most, description=f"Return at most this many {what} (<= {most}).")
+    ]
+
+
+Offset = Annotated[
+    StrictInt,
+    Field(
+        ge=0,
+        description="Skip this many first. For the next page, pass the next_offset of the "
+        "previous answer.",
+    ),
+]
+TaskOffset = Annotated[
+    StrictInt,
+    Field(
+        ge=0,
+        le=MAX_TASK_OFFSET,
+        description="Skip this many tasks first (at most 10000; narrow the filters to reach "
+        "further). For the next page, pass the next_offset of the previous answer.",
+    ),
 ]
 
 
@@ -189,13 +249,133 @@ def jsonable(value: Any) -> Any:
     return str(value)
 
 
+def json_text(value: Any) -> str:
+    """Strict JSON (no NaN), UTF-8 characters kept."""
+    return json.dumps(value, ensure_ascii=False, allow_nan=False)
+
+
+def json_size(value: Any) -> int:
+    """Bytes of ``value`` as JSON text in UTF-8."""
+    return len(json_text(value).encode("utf-8", "surrogatepass"))
+
+
+def fit_text(text: str, budget: int) -> str:
+    """The longest start of ``text`` whose JSON string takes at most ``budget`` bytes."""
+    if json_size(text) <= budget:
+        return text
+    low, high = 0, min(len(text), budget)  # a character takes at least one byte
+    while low < high:
+        middle = (low + high + 1) // 2
+        if json_size(text[:middle]) <= budget:
+            low = middle
+        else:
+            high = middle - 1
+    return text[:low]
+
+
+def _clip(value: Any, chars: int, items: int, path: str, cut: list[str]) -> Any:
+    """``value`` with strings cut to ``chars`` characters and lists and objects to
+    ``items`` entries, at every depth; the path of everything cut goes to ``cut``."""
+    if isinstance(value, str):
+        if len(value) <= chars:
+            return value
+        cut.append(path)
+        return value[:chars]
+    if isinstance(value, list):
+        if len(value) > items:
+            cut.append(path)
+        return [_clip(v, chars, items, path, cut) for v in value[:items]]
+    if isinstance(value, dict):
+        if len(value) > items:
+            cut.append(path)
+        out = {}
+        for key, inner in islice(value.items(), items):
+            if len(key) > chars:
+                cut.append(path)
+                key = key[:chars]
+            out[key] = _clip(inner, chars, items, f"{path}.{key}" if path else key, cut)
+        return out
+    return value
+
+
+def clipped(
+    record: dict[str, Any], *, chars: int, items: int, text_bytes: int | None = None
+) -> dict[str, Any]:
+    """A JSON record cut to size, with ``truncated``: the fields that were cut ([] when
+    none). With ``text_bytes``, a task's free texts keep up to that many bytes instead."""
+    cut: list[str] = []
+    out = {}
+    for key, value in record.items():
+        if text_bytes is not None and key in TEXT_FIELDS and isinstance(value, str):
+            out[key] = fit_text(value, text_bytes)
+            if len(out[key]) < len(value):
+                cut.append(key)
+        else:
+            out[key] = _clip(value, chars, items, key, cut)
+    out["truncated"] = list(dict.fromkeys(cut))
+    return out
+
+
 def records(frame: pd.DataFrame) -> list[dict[str, Any]]:
     """A DataFrame as a list of JSON records (one per row)."""
     return [jsonable(row) for row in frame.to_dict("records")]
 
 
 def task_dict(task: Task) -> dict[str, Any]:
-    return jsonable(task.to_dict())
+    """One task as the answer of a tool about that task: its texts up to TEXT_BYTES each."""
+    return clipped(
+        jsonable(task.to_dict()), chars=LISTED_CHARS, items=SINGLE_ITEMS, text_bytes=TEXT_BYTES
+    )
+
+
+def listed_task(task: Task) -> dict[str, Any]:
+    """One task in a list: its texts cut to LISTED_CHARS characters."""
+    return clipped(jsonable(task.to_dict()), chars=LISTED_CHARS, items=LISTED_ITEMS)
+
+
+def listed(record: dict[str, Any]) -> dict[str, Any]:
+    return clipped(jsonable(record), chars=LISTED_CHARS, items=LISTED_ITEMS)
+
+
+def single(record: dict[str, Any]) -> dict[str, Any]:
+    return clipped(jsonable(record), chars=LISTED_CHARS, items=SINGLE_ITEMS)
+
+
+IDENTIFYING = ("id", "task_id", "agent_id", "decision_id", "event_id", "at")
+
+
+def fit(
+    items: Iterable[dict[str, Any]], budget: int, read_whole: str
+) -> tuple[list[dict[str, Any]], bool]:
+    """The records that fit in ``budget`` bytes together, and whether some were left out.
+    A first record too big on its own is named by its ids with an ``omitted`` note
+    (``read_whole`` says where to read it), so a page always moves on."""
+    kept: list[dict[str, Any]] = []
+    used = 0
+    for item in items:
+        size = json_size(item) + 2
+        if used + size > budget:
+            if kept:
+                return kept, True
+            item = {k: item[k] for k in IDENTIFYING if k in item}
+            item["omitted"] = f"too large to list here ({size} bytes); {read_whole}"
+            size = json_size(item) + 2
+        kept.append(item)
+        used += size
+    return kept, False
+
+
+def page(
+    name: str, items: list[dict[str, Any]], offset: int, more: bool, read_whole: str
+) -> dict[str, Any]:
+    """One page of a list: {name: records, count, offset, next_offset (null when done)}."""
+    kept, cut = fit(items, PAGE_BYTES, read_whole)
+    return {
+        name: kept,
+        "count": len(kept),
+        "offset": offset,
+        "next_offset": offset + len(kept) if cut or more else None,
+    }
 
 
 def _annotations(
@@ -216,6 +396,17 @@ ADD = _annotations()
 UPDATE = _annotations(idempotent=True)
 CHANGE = _annotations(destructive=True)
 
+READ_TASK = "read it with orchestration_get_task"
+READ_AGENT = "read it with orchestration_get_agent_health"
+LISTED_NOTE = (
+    "Listed tasks carry content, result and error cut to 1000 characters (`truncated` names "
+    "what was cut; orchestration_get_task has the whole task)."
+)
+PAGE_NOTE = (
+    "A page ends early rather than pass 512 KiB; next_offset (null on the last page) is the "
+    "offset of the next page."
+)
+
 
 class OrchestrationHandlers:
     """MCP handlers for orchestration operations (constructed as in the seed)."""
@@ -227,31 +418,81 @@ class OrchestrationHandlers:
         # Tools run in worker threads; one lock makes every tool call atomic with respect
         # to the others (the database lock alone serialises statements, not whole calls).
         self.lock = threading.RLock()
+        # Calls wait for their turn here, in arrival order, where waiting can be cancelled.
+        self._turn: anyio.lowlevel.RunVar[anyio.Lock] = anyio.lowlevel.RunVar("turn")
 
     # ------------------------------------------------------------------ plumbing
     def call(self, fn: Callable[..., Any], /, *args: Any, **kwargs: Any) -> Any:
-        """Run a library call under the handlers' lock; OrchestrationError -> ToolError."""
+        """Run a library call under the handlers' lock; OrchestrationError -> ToolError
+        (a StorageError's details go to the log, not to the client)."""
         with self.lock:
             try:
                 return fn(*args, **kwargs)
+            except StorageError:
+                logger.exception("%s: the database failed", getattr(fn, "__name__", fn))
+                raise ToolError(DATABASE_FAILED) from None
             except OrchestrationError as exc:
                 raise ToolError(f"{type(exc).__name__}: {exc}") from None
 
-    def _guarded(self, fn: Callable[..., Any]) -> Callable[..., Any]:
+    async def run(self, work: Callable[[], Any], label: str) -> Any:
+        """``work()`` in a worker thread when its turn comes: calls take turns in the order
+        they arrive. Cancelled while it waits (its client gave up), it never runs; once
+        started it finishes, and if it was cancelled meanwhile, the log says what it did
+        (``label`` names it), because its answer goes nowhere."""
+        turn = self._turn.get(None)
+        if turn is None:
+            turn = anyio.Lock()
+            self._turn.set(turn)
+        async with turn:
+            value = await anyio.to_thread.run_sync(work)
+            try:
+                await anyio.lowlevel.checkpoint_if_cancelled()
+            except anyio.get_cancelled_exc_class():
+                logger.warning(
+                    "%s finished after its caller gave up, so its answer was not delivered: %s",
+                    label,
+                    shown(value, 500),
+                )
+                raise
+            return value
+
+    async def requeue_stale(self) -> list[str]:
+        """``queue.requeue_stale()`` when its turn comes (for the server's timer)."""
+        work = functools.partial(self.call, self.queue.requeue_stale)
+        return await self.run(work, "requeue_stale")
+
+    def _answer(
+        self, fn: Callable[..., Any], read_only: bool, kwargs: dict[str, Any]
+    ) -> CallToolResult:
+        """The tool's result as a JSON object and as its text, within MAX_RESPONSE_BYTES."""
+        result = jsonable(self.call(fn, **kwargs))
+        text = json_text(result)
+        size = len(text.encode("utf-8", "surrogatepass"))
+        if size > MAX_RESPONSE_BYTES:
+            limit = f"over this server's limit of {MAX_RESPONSE_BYTES} bytes"
+            if read_only:
+                raise ToolError(
+                    f"ValidationError: the answer would take {size} bytes, {limit}: ask for "
+                    "less (a smaller limit; orchestration_read_task_text reads long texts)"
+                )
+            logger.warning("%s succeeded; its answer of %d bytes was not sent", fn.__name__, size)
+            result = {
+                "done": True,
+                "omitted": f"the call succeeded, but its answer of {size} bytes is {limit}; "
+                "read what you need with the read tools",
+            }
+            text = json_text(result)
+        return CallToolResult(
+            content=[TextContent(type="text", text=text)], structured_content=result
+        )
+
+    def _guarded(self, fn: Callable[..., Any], read_only: bool) -> Callable[..., Any]:
         @functools.wraps(fn)  # keeps the signature the SDK reads
-        def tool(**kwargs: Any) -> CallToolResult:
-            result = jsonable(self.call(fn, **kwargs))
-            text = json.dumps(result, ensure_ascii=False, allow_nan=False)
-            return CallToolResult(
-                content=[TextContent(type="text", text=text)], structured_content=result
-            )
+        async def tool(**kwargs: Any) -> CallToolResult:
+            work = functools.partial(self._answer, fn, read_only, kwargs)
+            return await self.run(work, fn.__name__)
 
         return tool
-
-    def requeue_stale(self) -> list[str]:
-        """``queue.requeue_stale()`` under the handlers' lock (for the server's timer)."""
-        with self.lock:
-            return self.queue.requeue_stale()
 
     def _task(self, task_id: str) -> Task:
         task = self.queue.get_task_status(task_id)
@@ -259,9 +500,18 @@ class OrchestrationHandlers:
             raise TaskNotFoundError(f"task {shown(task_id)} does not exist")
         return task
 
-    def _agent_known(self, agent_id: str) -> None:
-        if self.registry.get_agent(agent_id) is None:
+    def _agent(self, agent_id: str) -> Agent:
+        agent = self.registry.get_agent(agent_id)
+        if agent is None:
             raise AgentNotFoundError(f"agent {shown(agent_id)} is not registered")
+        return agent
+
+    def _tasks_page(self, filters: dict[str, Any], limit: int, offset: int) -> dict[str, Any]:
+        """A page of ``queue.query_tasks(filters)``. The queue takes no offset yet, so the
+        tasks before the page are read too (hence MAX_TASK_OFFSET)."""
+        found = self.queue.query_tasks({**filters, "limit": offset + limit + 1})[offset:]
+        items = [listed_task(t) for t in found[:limit]]
+        return page("tasks", items, offset, len(found) > limit, READ_TASK)
 
     # ------------------------------------------------------------------ registration
     def register_tools(self, server: Any) -> list[str]:
@@ -269,7 +519,7 @@ class OrchestrationHandlers:
         names = []
         for fn, title, annotations in self._tools():
             server.add_tool(
-                self._guarded(fn),
+                self._guarded(fn, bool(annotations.read_only_hint)),
                 name=fn.__name__,
                 title=title,
                 description=inspect.cleandoc(fn.__doc__ or ""),
@@ -302,7 +552,9 @@ class OrchestrationHandlers:
             Returns {task_id, status, created, task}; created is false when idempotency_key
             named a task made earlier (its id comes back). The task starts 'pending' (or 'blocked'
             when a dependency already failed or was cancelled); it is ready to be claimed once
-            every dependency is completed.
+            every dependency is completed. Give an idempotency_key when you might send the
+            call again: if an answer is lost (a timeout), sending the same call again is then
+            safe and tells you the task's id.
             """
             before = queue.get_queue_statistics().total_count if idempotency_key else None
             task_id = queue.create_task(
@@ -328,13 +580,15 @@ class OrchestrationHandlers:
             tasks: Annotated[
                 list[TaskSpec],
                 Field(
-                    description="The tasks to create, each an object with create_task's fields "
-                    "plus an optional `key` that other tasks of this batch may name in "
-                    "their `dependencies`."
+                    max_length=MAX_BATCH,
+                    description="The tasks to create (at most 1000 a call), each an object "
+                    "with create_task's fields plus an optional `key` that other tasks of this "
+                    "batch may name in their `dependencies`.",
                 ),
             ],
         ) -> dict[str, Any]:
-            """Create many tasks at once, all or nothing (a bad record creates none).
+            """Create many tasks at once, all or nothing (a bad record creates none), at most
+            1000 a call.
 
             Returns {task_ids (in record order), keys (key -> task id), count}.
             """
@@ -354,15 +608,19 @@ class OrchestrationHandlers:
                     "not)."
                 ),
             ] = "pending",
-            limit: Limit = 10,
+            limit: _limit("tasks", 200) = 10,
+            offset: TaskOffset = 0,
         ) -> dict[str, Any]:
             """Poll for tasks in one state (pending by default), in queue order: priority
             high first, then oldest first. Looks only; use orchestration_claim_task to take one.
 
-            Returns {tasks, count}.
+            Returns {tasks, count, offset, next_offset}. Listed tasks carry content, result and
+            error cut to 1000 characters (`truncated` names what was cut;
+            orchestration_get_task has the whole task). A page ends early rather than pass
+            512 KiB; next_offset (null on the last page) is the offset of the next page.
             """
-            found = queue.poll_tasks(agent_id, status, limit)
-            return {"tasks": [task_dict(t) for t in found], "count": len(found)}
+            filters = {"status": status, "agent_id": agent_id}
+            return self._tasks_page(filters, limit, offset)
 
         def orchestration_query_tasks(
             status: Annotated[
@@ -383,40 +641,114 @@ class OrchestrationHandlers:
                     "2030-01-31T12:00:00Z; no zone means UTC)."
                 ),
             ] = None,
-            limit: OptionalLimit = None,
+            limit: _limit("tasks", 200) = 50,
+            offset: TaskOffset = 0,
         ) -> dict[str, Any]:
-            """Find tasks matching every given filter, in queue order. Returns {tasks, count}."""
+            """Find tasks matching every given filter, in queue order, a page at a time.
+
+            Returns {tasks, count, offset, next_offset}. Listed tasks carry content, result and
+            error cut to 1000 characters (`truncated` names what was cut;
+            orchestration_get_task has the whole task). A page ends early rather than pass
+            512 KiB; next_offset (null on the last page) is the offset of the next page.
+            """
             filters = {
                 "status": status,
                 "agent_id": agent_id,
                 "task_type": task_type,
                 "priority": priority,
                 "created_after": created_after,
-                "limit": limit,
             }
-            found = queue.query_tasks({k: v for k, v in filters.items() if v is not None})
-            return {"tasks": [task_dict(t) for t in found], "count": len(found)}
+            given = {k: v for k, v in filters.items() if v is not None}
+            return self._tasks_page(given, limit, offset)
 
         def orchestration_get_task(
             task_id: TaskId,
             include_history: Annotated[
                 StrictBool,
-                Field(description="Also return every state change of the task, oldest first."),
+                Field(description="Also return the task's state changes, oldest first."),
             ] = True,
+            history_limit: _limit("state changes", 500) = 100,
+            history_offset: Annotated[
+                StrictInt,
+                Field(
+                    ge=0,
+                    description="Skip this many state changes first (for more, pass the "
+                    "previous answer's history_next_offset).",
+                ),
+            ] = 0,
         ) -> dict[str, Any]:
-            """Get one task as it is now (status, assignee, result, error, retries, lease) and
-            its history. Returns {task, history}."""
+            """Get one task as it is now (status, assignee, result, error, retries, lease,
+            attempt) and its history.
+
+            Returns {task, history, history_next_offset}. content, result and error come
+            whole up to 128 KiB each; a longer one is cut and named in task.truncated: read it
+            whole with orchestration_read_task_text. history_next_offset is null when no
+            state change is left.
+            """
             task = self._task(task_id)
-            history = queue.get_task_history(task.id) if include_history else []
-            return {"task": task_dict(task), "history": history}
+            answer: dict[str, Any] = {"task": task_dict(task)}
+            if not include_history:
+                return {**answer, "history": [], "history_next_offset": None}
+            steps = queue.get_task_history(task.id)
+            chosen = [listed(h) for h in steps[history_offset : history_offset + history_limit]]
+            kept, cut = fit(chosen, PAGE_BYTES - json_size(answer), "ask for fewer")
+            end = history_offset + len(kept)
+            return {
+                **answer,
+                "history": kept,
+                "history_next_offset": end if cut or end < len(steps) else None,
+            }
+
+        def orchestration_read_task_text(
+            task_id: TaskId,
+            field: Annotated[
+                TextField, Field(description="Which text: 'content', 'result' or 'error'.")
+            ],
+            offset: Annotated[
+                StrictInt,
+                Field(
+                    ge=0,
+                    description="Start at this character (for the next piece, pass the "
+                    "previous answer's next_offset).",
+                ),
+            ] = 0,
+        ) -> dict[str, Any]:
+            """Read a task's content, result or error whole, a piece of up to 256 KiB at a
+            time (other tools cut long texts).
+
+            Returns {task_id, field, offset, text, total_chars, next_offset}; next_offset is
+            null once the text is read to its end. A field the task does not have yet reads as
+            text null.
+            """
+            value = getattr(self._task(task_id), field)
+            if value is None:
+                return {
+                    "task_id": task_id,
+                    "field": field,
+                    "offset": offset,
+                    "text": None,
+                    "total_chars": 0,
+                    "next_offset": None,
+                }
+            piece = fit_text(value[offset:], TEXT_PIECE_BYTES)
+            end = offset + len(piece)
+            return {
+                "task_id": task_id,
+                "field": field,
+                "offset": offset,
+                "text": piece,
+                "total_chars": len(value),
+                "next_offset": end if end < len(value) else None,
+            }
 
         def orchestration_get_dependency_status(task_id: TaskId) -> dict[str, Any]:
             """Where a task stands with its dependencies: ready or not, each dependency's
-            state, what it still waits on, what blocked it, and which tasks wait on it."""
+            state, what it still waits on, what blocked it, and which tasks wait on it
+            (each list cut to 1000, named in `truncated`)."""
             status = queue.get_dependency_status(task_id)
             if status is None:
                 raise TaskNotFoundError(f"task {shown(task_id)} does not exist")
-            return status
+            return single(status)
 
         def orchestration_assign_task(task_id: TaskId, agent_id: AgentId) -> dict[str, Any]:
             """Assign a pending task whose dependencies are completed to an agent, overriding
@@ -430,6 +762,8 @@ class OrchestrationHandlers:
             the same task. Then call orchestration_start_task.
 
             Returns {claimed, task, reason}: task is null (with the reason) when nothing fits.
+            If an answer is lost (a timeout), orchestration_poll_tasks with your agent_id and
+            status 'assigned' shows what you hold.
             """
             task = queue.claim_task(agent_id)
             if task is not None:
@@ -506,15 +840,16 @@ class OrchestrationHandlers:
         ) -> dict[str, Any]:
             """Tell the queue you are still working: renews the lease of an assigned/running
             task (or of all an agent's tasks). A task whose lease runs out is retried by
-            someone else. Returns {renewed, count}."""
+            someone else. Returns {renewed, count}: count tasks, the first 1000 of them named."""
             renewed = queue.heartbeat(task_id, agent_id=agent_id)
-            return {"renewed": renewed, "count": len(renewed)}
+            return {"renewed": renewed[:LISTED_IDS], "count": len(renewed)}
 
         def orchestration_requeue_stale() -> dict[str, Any]:
             """Retry (or fail, with no retry left) every assigned/running task whose lease ran
-            out. The server also does this by itself every 30 s. Returns {requeued, count}."""
+            out. The server also does this by itself every 30 s. Returns {requeued, count}:
+            count tasks, the first 1000 of them named."""
             stale = queue.requeue_stale()
-            return {"requeued": stale, "count": len(stale)}
+            return {"requeued": stale[:LISTED_IDS], "count": len(stale)}
 
         def orchestration_get_queue_statistics() -> dict[str, Any]:
             """Number of tasks in each state, the total and the success rate
@@ -533,7 +868,7 @@ class OrchestrationHandlers:
             Returns {agent_id, registered, agent}."""
             meta = {**(metadata or {}), "max_concurrent_tasks": max_concurrent}
             agent = registry.register_agent(agent_id, capabilities, meta)
-            return {"agent_id": agent.id, "registered": True, "agent": agent.to_dict()}
+            return {"agent_id": agent.id, "registered": True, "agent": single(agent.to_dict())}
 
         def orchestration_learn_new_capability(
             agent_id: AgentId,
@@ -550,9 +885,8 @@ class OrchestrationHandlers:
         ) -> dict[str, Any]:
             """Give a registered agent one more capability (or change the confidence of one it
             has). Returns {agent}."""
-            return {
-                "agent": registry.learn_new_capability(agent_id, capability, confidence).to_dict()
-            }
+            agent = registry.learn_new_capability(agent_id, capability, confidence)
+            return {"agent": single(agent.to_dict())}
 
         def orchestration_set_agent_active(
             agent_id: AgentId,
@@ -562,7 +896,7 @@ class OrchestrationHandlers:
             ],
         ) -> dict[str, Any]:
             """Pause or resume an agent. Its current tasks are not touched. Returns {agent}."""
-            return {"agent": registry.set_active(agent_id, active).to_dict()}
+            return {"agent": single(registry.set_active(agent_id, active).to_dict())}
 
         def orchestration_deregister_agent(agent_id: AgentId) -> dict[str, Any]:
             """Remove an agent and its figures. Tasks it holds keep it as assignee (cancel or
@@ -581,20 +915,30 @@ class OrchestrationHandlers:
             orchestration_complete_task / orchestration_fail_task are already counted; do not
             report them again. Returns {health}."""
             registry.update_agent_performance(agent_id, success, duration_ms)
-            return {"health": registry.get_agent_health(agent_id)}
+            return {"health": single(registry.get_agent_health(agent_id))}
 
         def orchestration_get_agent_health(agent_id: AgentId) -> dict[str, Any]:
             """An agent's figures: status (active/inactive), success_rate, avg_completion_ms,
             current_load, max_concurrent_tasks, utilization, total_completed, total_failed,
-            capabilities."""
-            self._agent_known(agent_id)
-            return registry.get_agent_health(agent_id)
+            capabilities (the first 1000; `truncated` says when there are more)."""
+            self._agent(agent_id)
+            return single(registry.get_agent_health(agent_id))
 
-        def orchestration_list_agents() -> dict[str, Any]:
-            """Every registered agent with capabilities, state and figures, sorted by id.
-            Returns {agents, count}."""
-            agents = [a.to_dict() for a in registry.list_agents()]
-            return {"agents": agents, "count": len(agents)}
+        def orchestration_list_agents(
+            limit: _limit("agents", 500) = 100, offset: Offset = 0
+        ) -> dict[str, Any]:
+            """Registered agents with capabilities, state and figures, sorted by id, a page at
+            a time.
+
+            Returns {agents, count, offset, next_offset}. A listed agent's capabilities and
+            metadata are cut to 100 entries and its strings to 1000 characters (`truncated`
+            names what was cut). A page ends early rather than pass 512 KiB; next_offset (null
+            on the last page) is the offset of the next page.
+            """
+            ids = registry.to_frame()["agent_id"].tolist()
+            chosen = ids[offset : offset + limit]
+            items = [listed(self._agent(a).to_dict()) for a in chosen]
+            return page("agents", items, offset, offset + limit < len(ids), READ_AGENT)
 
         def orchestration_find_capable_agents(
             requirements: Annotated[
@@ -603,28 +947,38 @@ class OrchestrationHandlers:
                     description="Capabilities the agent must all have, as a JSON array of strings."
                 ),
             ],
+            limit: _limit("agents", 500) = 100,
+            offset: Offset = 0,
         ) -> dict[str, Any]:
-            """Find active agents having every required capability, sorted by id.
+            """Find active agents having every required capability, sorted by id, a page at a
+            time.
+
             Returns {agents: [{id, success_rate, current_load, max_concurrent_tasks,
-            capabilities}], count}."""
-            found = []
-            for agent_id in registry.get_agents_by_capability(requirements):
-                agent = registry.get_agent(agent_id)
-                found.append(
-                    {
-                        "id": agent.id,
-                        "success_rate": agent.success_rate,
-                        "current_load": agent.current_load,
-                        "max_concurrent_tasks": agent.max_concurrent_tasks,
-                        "capabilities": agent.capabilities,
-                    }
+            capabilities}], count, offset, next_offset}; capabilities are cut to 100 entries
+            (`truncated` names what was cut). A page ends early rather than pass 512 KiB;
+            next_offset (null on the last page) is the offset of the next page.
+            """
+            ids = registry.get_agents_by_capability(requirements)
+            items = []
+            for agent_id in ids[offset : offset + limit]:
+                agent = self._agent(agent_id)
+                items.append(
+                    listed(
+                        {
+                            "id": agent.id,
+                            "success_rate": agent.success_rate,
+                            "current_load": agent.current_load,
+                            "max_concurrent_tasks": agent.max_concurrent_tasks,
+                            "capabilities": agent.capabilities,
+                        }
+                    )
                 )
-            return {"agents": found, "count": len(found)}
+            return page("agents", items, offset, offset + limit < len(ids), READ_AGENT)
 
         def orchestration_get_agent_statistics() -> dict[str, Any]:
             """Team-wide figures: total and active agents, agents per capability
-            (skill_distribution), total load and capacity."""
-            return registry.get_agent_statistics().to_dict()
+            (skill_distribution, the first 1000 capabilities), total load and capacity."""
+            return single(registry.get_agent_statistics().to_dict())
 
         # ---------------------------------------------------------------- routing
         def orchestration_route_task(
@@ -637,14 +991,17 @@ class OrchestrationHandlers:
                 Field(description="Route a hypothetical task needing these capabilities."),
             ] = None,
             exclude_agents: ExcludeAgents = None,
+            limit: _limit("explanation rows (best first)", 500) = 20,
         ) -> dict[str, Any]:
             """Pick the best agent for a task and explain why. Does not assign it (use
             orchestration_assign_task with the chosen agent, or let agents claim). The decision
             is written to the routing log.
 
             Returns {decision: {selected_agent, candidates, scores, reason, ...},
-            explanation: one row per agent with capable, active, load, capacity, at_capacity,
-            each score component, score, rank and excluded_reason}.
+            explanation: one row per agent, best first, with capable, active, load, capacity,
+            at_capacity, each score component, score, rank and excluded_reason (the first
+            `limit` rows), explanation_total: rows in all}. The decision's lists are cut to
+            100 entries (`truncated` names what was cut).
             """
             if (task_id is None) == (requirements is None):
                 raise ValidationError(
@@ -655,17 +1012,29 @@ class OrchestrationHandlers:
             )
             decision = router.decide(task, exclude_agents)
             explanation = router.explain(task, exclude_agents)
-            return {"decision": decision.to_dict(), "explanation": records(explanation)}
+            rows, _ = fit(
+                [listed(r) for r in records(explanation.head(limit))], PAGE_BYTES // 2, ""
+            )
+            return {
+                "decision": listed(decision.to_dict()),
+                "explanation": rows,
+                "explanation_total": len(explanation),
+            }
 
         def orchestration_route_batch(
             task_ids: Annotated[
                 list[str],
-                Field(description="Ids of the tasks to route together, as a JSON array."),
+                Field(
+                    max_length=MAX_ROUTE_BATCH,
+                    description="Ids of the tasks to route together, as a JSON array (at most "
+                    "500).",
+                ),
             ],
             exclude_agents: ExcludeAgents = None,
         ) -> dict[str, Any]:
-            """Route many tasks at once: higher priority first, each agent taking no more
-            than its free capacity. Does not assign them. The decisions are logged.
+            """Route many tasks at once (at most 500): higher priority first, each agent
+            taking no more than its free capacity. Does not assign them. The decisions are
+            logged.
 
             Returns {routes: [{task_id, agent_id (null when none is free), score, reason}],
             count}.
@@ -680,18 +1049,39 @@ class OrchestrationHandlers:
             task_id: Annotated[
                 str | None, Field(description="Only decisions about this task.")
             ] = None,
-            limit: Annotated[
+            limit: _limit("decisions", 200) = 20,
+            offset: Annotated[
                 StrictInt,
-                Field(ge=0, description="Return at most this many of the latest decisions."),
-            ] = 20,
+                Field(
+                    ge=0,
+                    description="Skip this many of the latest decisions first. For the next "
+                    "(older) page, pass the next_offset of the previous answer.",
+                ),
+            ] = 0,
         ) -> dict[str, Any]:
-            """The routing log: the latest decisions (oldest first) with candidates, scores,
-            weights, the chosen agent and the reason. Returns {decisions, count}."""
+            """The routing log, newest page first: the `limit` latest decisions after
+            skipping `offset` (each page oldest first) with candidates, scores, weights, the
+            chosen agent and the reason.
+
+            Returns {decisions, count, offset, next_offset}; next_offset (null when nothing
+            older is left) is the offset of the next, older page. A decision's lists are cut
+            to 100 entries (`truncated` names what was cut); a page ends early rather than
+            pass 512 KiB.
+            """
             log = router.decisions()
             if task_id is not None:
                 log = log[log["task_id"] == task_id]
-            rows = records(log.tail(limit)) if limit else []
-            return {"decisions": rows, "count": len(rows)}
+            end = max(0, len(log) - offset)
+            chosen = log.iloc[max(0, end - limit) : end]
+            newest_first = [listed(r) for r in reversed(records(chosen))]
+            kept, cut = fit(newest_first, PAGE_BYTES, "ask for fewer")
+            more = cut or end - len(kept) > 0
+            return {
+                "decisions": kept[::-1],
+                "count": len(kept),
+                "offset": offset,
+                "next_offset": offset + len(kept) if more else None,
+            }
 
         return [
             (orchestration_create_task, "Create a task", ADD),
@@ -699,6 +1089,7 @@ class OrchestrationHandlers:
             (orchestration_poll_tasks, "List tasks in a state", READ),
             (orchestration_query_tasks, "Find tasks", READ),
             (orchestration_get_task, "Get a task and its history", READ),
+            (orchestration_read_task_text, "Read a task's long text", READ),
             (orchestration_get_dependency_status, "Dependency status of a task", READ),
             (orchestration_assign_task, "Assign a task to an agent", ADD),
             (orchestration_claim_task, "Claim the next task", ADD),

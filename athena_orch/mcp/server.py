@@ -5,7 +5,15 @@
   many agents share one queue through the one process that owns the DuckDB file. ``HOST``
   defaults to 127.0.0.1 (``--http :8765`` or ``--http 8765``). Binding anything but a
   loopback address needs a bearer token (``--token`` or ``ATHENA_ORCH_TOKEN``); when a token
-  is set, requests without ``Authorization: Bearer <token>`` get HTTP 401.
+  is set, requests without ``Authorization: Bearer <token>`` get HTTP 401. A blank token, or
+  one no client could send back, is refused at start.
+- On a loopback address (any 127.x.y.z, ::1, localhost) the server answers only requests
+  whose ``Host`` names a loopback address and whose ``Origin``, when sent, is a loopback
+  page (HTTP 421 / 403 otherwise), so a web page of another site cannot reach it through
+  DNS rebinding.
+- A request that does not accept both ``application/json`` and ``text/event-stream`` by
+  name (as the streamable HTTP transport requires; ``*/*`` is not enough) gets HTTP 406
+  before anything runs.
 - Either way the server calls ``queue.requeue_stale()`` every 30 s (``ATHENA_ORCH_REQUEUE_SECONDS``
   changes it), so the tasks of agents that died are retried by the others.
 """
@@ -28,11 +36,11 @@ from collections.abc import Callable
 from typing import Any
 
 import anyio
-import anyio.to_thread
 import pydantic
 from mcp.server import MCPServer
 from mcp.server.mcpserver.exceptions import ToolError, UnexpectedToolError
 from mcp.server.mcpserver.utilities.func_metadata import FuncMetadata
+from mcp.server.transport_security import TransportSecuritySettings
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from .. import __version__
@@ -53,10 +61,13 @@ Worker loop: orchestration_register_agent once (id + capabilities), then repeat
 orchestration_claim_task -> orchestration_start_task -> do the work (call
 orchestration_heartbeat for long work) -> orchestration_complete_task, or
 orchestration_fail_task on failure. Coordinators create work with orchestration_create_task
-or orchestration_create_tasks (batch-local `key`s for dependencies), watch it with
+(with an idempotency_key, so a call sent again after a timeout makes no duplicate) or
+orchestration_create_tasks (batch-local `key`s for dependencies), watch it with
 orchestration_get_queue_statistics / orchestration_query_tasks / orchestration_get_task, and
-ask orchestration_route_task who should do a task and why. Errors come back as tool errors
-naming what was wrong; nothing is changed by a call that fails."""
+ask orchestration_route_task who should do a task and why. Lists come a page at a time
+(limit, offset -> next_offset) with long texts cut; orchestration_get_task and
+orchestration_read_task_text give them whole. Errors come back as tool errors naming what
+was wrong; nothing is changed by a call that fails."""
 
 
 def _takes_text(annotation: Any) -> bool:
@@ -164,7 +175,7 @@ async def requeue_loop(handlers: OrchestrationHandlers, interval: float) -> None
     while True:
         await anyio.sleep(interval)
         try:
-            stale = await anyio.to_thread.run_sync(handlers.requeue_stale)
+            stale = await handlers.requeue_stale()
         except Exception:  # the timer must never take the server down
             logger.exception("requeue_stale failed; will try again in %s s", interval)
             continue
@@ -210,6 +221,86 @@ class BearerTokenMiddleware:
                     credentials.strip(), self._token
                 )
         return False
+
+
+class RequireAcceptMiddleware:
+    """Answers HTTP 406 to a POST whose ``Accept`` does not name both ``application/json``
+    and ``text/event-stream``, and to a GET that does not name ``text/event-stream``, as the
+    streamable HTTP transport requires of clients. The SDK lets ``*/*`` (what curl and
+    httpx send by default) stand for both, and runs the request."""
+
+    NEEDED = {
+        "POST": ("application/json", "text/event-stream"),
+        "GET": ("text/event-stream",),
+    }
+
+    def __init__(self, app: ASGIApp):
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        needed = self.NEEDED.get(scope.get("method", "")) if scope["type"] == "http" else None
+        if needed and not set(needed) <= _accepted(scope):
+            body = json.dumps(
+                {
+                    "error": "not_acceptable",
+                    "error_description": f"send Accept: {', '.join(needed)}",
+                }
+            ).encode()
+            await send(
+                {
+                    "type": "http.response.start",
+                    "status": 406,
+                    "headers": [
+                        (b"content-type", b"application/json"),
+                        (b"content-length", str(len(body)).encode()),
+                    ],
+                }
+            )
+            await send({"type": "http.response.body", "body": body})
+            return
+        await self.app(scope, receive, send)
+
+
+def _accepted(scope: Scope) -> set[str]:
+    """The media types the request's Accept headers name, less those it gives q=0."""
+    types = set()
+    for key, value in scope.get("headers", ()):
+        if key.lower() != b"accept":
+            continue
+        for item in value.decode("latin-1").lower().split(","):
+            media, *params = (part.strip() for part in item.split(";"))
+            if not any(_refused(param) for param in params):
+                types.add(media)
+    return types
+
+
+def _refused(param: str) -> bool:
+    """Whether an Accept parameter is q=0 (not acceptable)."""
+    name, _, value = param.partition("=")
+    try:
+        return name.strip() == "q" and float(value) == 0
+    except ValueError:
+        return False
+
+
+LOOPBACK_NAMES = ("127.0.0.1", "localhost", "[::1]")
+
+
+def transport_security(host: str, port: int) -> TransportSecuritySettings | None:
+    """Host/Origin checks against DNS rebinding for a loopback bind: the Host must be the
+    bound address or another loopback name, with this port (or none), and an Origin, when
+    sent, a page on a loopback name. The SDK does this by itself only for 127.0.0.1,
+    localhost and ::1, not for the rest of 127.0.0.0/8. None for other binds, which need a
+    bearer token: their clients reach them by names this server cannot know."""
+    if not is_loopback(host):
+        return None
+    bound = f"[{host}]" if ":" in host else host.lower()
+    names = dict.fromkeys((bound, *LOOPBACK_NAMES))
+    return TransportSecuritySettings(
+        enable_dns_rebinding_protection=True,
+        allowed_hosts=[f"{name}:{port}" for name in names] + list(names),
+        allowed_origins=[f"http://{name}:*" for name in names] + [f"http://{n}" for n in names],
+    )
 
 
 def parse_http_address(text: str) -> tuple[str, int]:
@@ -269,8 +360,13 @@ async def serve_http(
     meanwhile. Returns 0 after a clean stop, else uvicorn's startup failure code."""
     import uvicorn
 
-    host = sock.getsockname()[0]
-    app: ASGIApp = server.streamable_http_app(host=host, streamable_http_path=MCP_PATH)
+    host, port = sock.getsockname()[:2]
+    app: ASGIApp = server.streamable_http_app(
+        host=host,
+        streamable_http_path=MCP_PATH,
+        transport_security=transport_security(host, port),
+    )
+    app = RequireAcceptMiddleware(app)
     if token:
         app = BearerTokenMiddleware(app, token)
     config = uvicorn.Config(app, log_level="warning", lifespan="on", timeout_graceful_shutdown=3)
@@ -324,6 +420,27 @@ def _requeue_seconds(args: argparse.Namespace) -> float:
     return seconds
 
 
+def _token(args: argparse.Namespace) -> str | None:
+    """The bearer token from --token, else ATHENA_ORCH_TOKEN; None when neither is given.
+    ValueError for a token no client could send back."""
+    if args.token is not None:
+        source, token = "--token", args.token
+    else:
+        source, token = TOKEN_ENV, os.environ.get(TOKEN_ENV)
+    if token is None:
+        return None
+    if not token.strip():
+        raise ValueError(
+            f"{source} is blank: give a secret that clients send as "
+            "'Authorization: Bearer TOKEN', or leave the token out on a loopback address"
+        )
+    if token != token.strip():
+        raise ValueError(f"{source} starts or ends with white space, which clients cannot send")
+    if not all(" " <= c <= "~" for c in token):
+        raise ValueError(f"{source} must be printable ASCII: it travels in an HTTP header")
+    return token
+
+
 def _say(message: str) -> None:
     print(f"athena-orch mcp: {message}", file=sys.stderr, flush=True)
 
@@ -331,8 +448,8 @@ def _say(message: str) -> None:
 def run_server_cli(args: argparse.Namespace) -> int:
     """``athena-orch mcp``: returns the exit status (0 after a clean stop, 1 when the
     database cannot be opened, 2 for a bad command line or an unsafe bind)."""
-    token = args.token or os.environ.get(TOKEN_ENV) or None
     try:
+        token = _token(args)
         requeue_seconds = _requeue_seconds(args)
         address = parse_http_address(args.http) if args.http else None
     except ValueError as exc:

@@ -470,14 +470,17 @@ class Worker:
                 requeue = self._stop_at is None and requeue_at <= now
                 if not (done or late or held or beat or requeue):
                     self._redraw(now)
-                    wake = [requeue_at, *(j.next_beat for j in self._jobs),
-                            *(j.deadline for j in self._jobs if j.deadline is not None),
+                    wake = [*(j.next_beat for j in self._jobs),
+                            *(j.deadline for j in self._jobs
+                              if j.state == _RUNNING and j.deadline is not None),
                             *(j.settle_at for j in self._jobs if j.state == _FINISHED)]
-                    if self._stop_at is not None and not self._hurry:
+                    if self._stop_at is None:
+                        wake.append(requeue_at)
+                    elif not self._hurry:
                         wake.append(self._stop_at + self.grace_seconds)
                     if self._dirty:
                         wake.append(self._drawn_at + REFRESH_SECONDS)
-                    self._cond.wait(max(0.0, min(wake) - now))
+                    self._cond.wait(max(0.0, min(wake, default=now + self.poll_seconds) - now))
                     continue
             for job in done:
                 self._settle(job, grace_over)
@@ -557,10 +560,9 @@ class Worker:
             frame = sys._current_frames().get(job.thread.ident)
             if frame is not None:
                 error += "\nThe handler was at:\n" + "".join(traceback.format_stack(frame))
-        with self._cond:
-            self._summary.timed_out += 1
         try:
             self._fail(job, error, True)
+            self._count("timed_out")
         except StaleAttemptError as exc:
             self._lost(job, exc)
         except Exception as exc:  # noqa: BLE001 - the lease brings the task back
@@ -631,7 +633,8 @@ class Worker:
         s = self.summary
         state = badge("running", "#15803d") if self.is_running else badge("stopped", "#6b7280")
         types = self.task_types
-        counts = " ".join(badge(f"{name} {getattr(s, name)}", colour, faded=not getattr(s, name))
+        counts = " ".join(badge(f"{name.replace('_', ' ')} {getattr(s, name)}", colour,
+                                faded=not getattr(s, name))
                           for name, colour in _COUNT_COLOURS)
         rows = [("handles", chips(types) if types is not None else "every task it can do"),
                 ("concurrency", esc(self.concurrency)), ("tasks", counts)]

@@ -9,9 +9,11 @@ from __future__ import annotations
 
 import asyncio
 import os
+import re
 import signal
 import threading
 import time
+from pathlib import Path
 
 import pytest
 from invariants import check_invariants
@@ -26,6 +28,7 @@ from athena_orch.models import TaskStatus
 from athena_orch.worker import DoNotRetry, Result, Summary, Worker
 
 PATIENCE = 30  # seconds a test waits for something that takes milliseconds
+README = Path(__file__).resolve().parent.parent / "README.md"
 
 
 @pytest.fixture
@@ -608,3 +611,11 @@ def test_bad_handler_registrations_are_refused(orch):
 
 def test_the_worker_is_exported_lazily():
     assert athena_orch.Worker is Worker
+
+
+def test_the_readme_worker_example_runs_as_written(capsys):
+    example = re.search(r"^## Workers\n.*?```python\n(.*?)```", README.read_text(),
+                        flags=re.DOTALL | re.MULTILINE).group(1)
+    assert len(example.strip().splitlines()) <= 10
+    exec(compile(example, str(README), "exec"), {})
+    assert capsys.readouterr().out == "1\n"  # as its comment says

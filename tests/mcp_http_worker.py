@@ -48,15 +48,11 @@ async def work(url: str, agent_id: str, token: str | None) -> list[str]:
                         return completed
                     await anyio.sleep(0.01)  # the rest is waiting on someone else's work
                     continue
-                task_id = answer["task"]["id"]
-                await call(client, "orchestration_start_task", task_id=task_id)
-                await call(
-                    client,
-                    "orchestration_complete_task",
-                    task_id=task_id,
-                    result=f"done by {agent_id}",
-                )
-                completed.append(task_id)
+                task = answer["task"]
+                mine = {"task_id": task["id"], "agent_id": agent_id, "attempt": task["attempt"]}
+                await call(client, "orchestration_start_task", **mine)
+                await call(client, "orchestration_complete_task", **mine, result=f"done by {agent_id}")
+                completed.append(task["id"])
 
 
 async def main(url: str, agent_id: str, token: str | None) -> None:

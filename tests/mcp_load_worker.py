@@ -82,12 +82,13 @@ class Worker:
                 await anyio.sleep(0.01)  # what is left waits on someone else
                 continue
             task = answer["task"]
-            if await self.call(client, "orchestration_start_task", task_id=task["id"]) is None:
+            mine = {"task_id": task["id"], "agent_id": agent_id, "attempt": task["attempt"]}
+            if await self.call(client, "orchestration_start_task", **mine) is None:
                 continue
             done = await self.call(
                 client,
                 "orchestration_complete_task",
-                task_id=task["id"],
+                **mine,
                 result=f"done by {agent_id}",
                 duration_ms=1,
             )

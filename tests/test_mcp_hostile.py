@@ -361,6 +361,7 @@ def valid_values(
         "history_limit": st.integers(0, 50),
         "history_offset": st.integers(0, 10),
         "field": st.sampled_from(TEXT_FIELDS),
+        "attempt": st.integers(0, 3),
         "created_after": iso_times,
         "task_id": task_id,
         "include_history": st.booleans(),

@@ -395,10 +395,10 @@ def test_many_http_sessions_lose_nothing_when_clients_time_out(tmp_path):
                 assert "imed out" in str(exc), exc
                 again = await t.ok("orchestration_create_task", **mine)
                 seen.update(gave_up=True, task_id=again["task_id"], ran=not again["created"])
-            claimed = await t.ok("orchestration_claim_task", agent_id=f"s{i}")
-            task_id = claimed["task"]["id"]
-            await t.ok("orchestration_start_task", task_id=task_id)
-            await t.ok("orchestration_complete_task", task_id=task_id, result=f"by s{i}")
+            task = (await t.ok("orchestration_claim_task", agent_id=f"s{i}"))["task"]
+            attempt = {"task_id": task["id"], "agent_id": f"s{i}", "attempt": task["attempt"]}
+            await t.ok("orchestration_start_task", **attempt)
+            await t.ok("orchestration_complete_task", **attempt, result=f"by s{i}")
         outcome[i] = seen
 
     async def main() -> None:

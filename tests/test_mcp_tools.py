@@ -889,3 +889,46 @@ def test_server_timer_requeues_tasks_of_dead_agents():
                     tg.cancel_scope.cancel()
 
         anyio.run(main)
+
+
+# --------------------------------------------------------------------------- fencing
+def test_a_stale_attempt_is_refused_and_changes_nothing(database_url):
+    """An agent whose lease ran out while it worked, and whose task went to another agent,
+    is told so by every call that names its old attempt; the new holder's work is safe."""
+    with athena_orch.connect(
+        database_url(), lease_seconds=0.2, retry_backoff_seconds=0.0
+    ) as orch:
+
+        async def body(t: Tools) -> None:
+            for agent_id in ("slow", "fresh"):
+                await t.ok("orchestration_register_agent", agent_id=agent_id, capabilities=[])
+            await t.ok("orchestration_create_task", content="c", task_type="t")
+            old = (await t.ok("orchestration_claim_task", agent_id="slow"))["task"]
+            mine = {"task_id": old["id"], "agent_id": "slow", "attempt": old["attempt"]}
+            await t.ok("orchestration_start_task", **mine)
+            await anyio.sleep(0.3)  # slow's lease runs out; the task goes to fresh
+            assert (await t.ok("orchestration_requeue_stale"))["requeued"] == [old["id"]]
+            new = (await t.ok("orchestration_claim_task", agent_id="fresh"))["task"]
+            assert new["id"] == old["id"] and new["attempt"] > old["attempt"]
+            before = snapshot(orch)
+            stale_calls = [
+                ("orchestration_start_task", mine),
+                ("orchestration_heartbeat", mine),
+                ("orchestration_complete_task", {**mine, "result": "late"}),
+                ("orchestration_fail_task", {**mine, "error": "late", "should_retry": False}),
+                ("orchestration_start_task", {"task_id": old["id"], "agent_id": "slow"}),
+                ("orchestration_start_task", {"task_id": old["id"], "attempt": old["attempt"]}),
+            ]
+            for name, arguments in stale_calls:
+                text = await t.error(name, **arguments)
+                assert "StaleAttemptError" in text and "no longer current" in text, text
+                assert old["id"] in text, text
+                assert snapshot(orch) == before, f"{name}({arguments}) changed data"
+            theirs = {"task_id": new["id"], "agent_id": "fresh", "attempt": new["attempt"]}
+            await t.ok("orchestration_start_task", **theirs)
+            assert (await t.ok("orchestration_heartbeat", **theirs))["renewed"] == [new["id"]]
+            done = await t.ok("orchestration_complete_task", **theirs, result="on time")
+            assert done["task"]["status"] == "completed" and done["task"]["result"] == "on time"
+
+        run_tools(orch, body)
+        assert [t.assigned_to for t in orch.queue.query_tasks({})] == ["fresh"]

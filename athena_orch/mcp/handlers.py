@@ -156,6 +156,23 @@ Metadata = Annotated[
     dict[str, Any] | None,
     Field(description="Optional JSON object of extra facts about the agent (model, owner, ...)."),
 ]
+FenceAgent = Annotated[
+    str | None,
+    Field(
+        description="Your agent id, the one the task was handed to. Always give it, with "
+        "attempt: if your lease ran out and the task went to someone else, the call is "
+        "refused (StaleAttemptError) instead of acting on their attempt."
+    ),
+]
+Attempt = Annotated[
+    StrictInt | None,
+    Field(
+        ge=0,
+        description="The task's `attempt` as your claim (or assign) answer gave it. Always "
+        "give it, with agent_id: a call for an attempt that is no longer current is refused "
+        "(StaleAttemptError) and changes nothing; then drop the task.",
+    ),
+]
 ExcludeAgents = Annotated[
     list[str] | None, Field(description="Agent ids not to consider, as a JSON array of strings.")
 ]
@@ -762,6 +779,8 @@ class OrchestrationHandlers:
             the same task. Then call orchestration_start_task.
 
             Returns {claimed, task, reason}: task is null (with the reason) when nothing fits.
+            Keep task.attempt: pass it, with your agent_id, to orchestration_start_task,
+            orchestration_heartbeat, orchestration_complete_task and orchestration_fail_task.
             If an answer is lost (a timeout), orchestration_poll_tasks with your agent_id and
             status 'assigned' shows what you hold.
             """
@@ -780,9 +799,14 @@ class OrchestrationHandlers:
                 reason = "no ready task needs only capabilities this agent has"
             return {"claimed": False, "task": None, "reason": reason}
 
-        def orchestration_start_task(task_id: TaskId) -> dict[str, Any]:
-            """Start an assigned task (assigned -> running); renews its lease. Returns {task}."""
-            return {"task": task_dict(queue.start_task(task_id))}
+        def orchestration_start_task(
+            task_id: TaskId, agent_id: FenceAgent = None, attempt: Attempt = None
+        ) -> dict[str, Any]:
+            """Start an assigned task (assigned -> running); renews its lease. Pass your
+            agent_id and the attempt from the claim. Returns {task}."""
+            return {
+                "task": task_dict(queue.start_task(task_id, agent_id=agent_id, attempt=attempt))
+            }
 
         def orchestration_complete_task(
             task_id: TaskId,
@@ -797,11 +821,16 @@ class OrchestrationHandlers:
                     "time since the task started.",
                 ),
             ] = None,
+            agent_id: FenceAgent = None,
+            attempt: Attempt = None,
         ) -> dict[str, Any]:
             """Complete a running task with its result (running -> completed); records a
-            success for the agent and releases tasks that waited on it. Returns {task}."""
+            success for the agent and releases tasks that waited on it. Pass your agent_id
+            and the attempt from the claim: a stale attempt's result is refused, so it never
+            overwrites the work of whoever holds the task now. Returns {task}."""
             metrics = None if duration_ms is None else {"duration_ms": duration_ms}
-            return {"task": task_dict(queue.complete_task(task_id, result, metrics))}
+            done = queue.complete_task(task_id, result, metrics, agent_id=agent_id, attempt=attempt)
+            return {"task": task_dict(done)}
 
         def orchestration_fail_task(
             task_id: TaskId,
@@ -813,11 +842,17 @@ class OrchestrationHandlers:
                     "for good now (false)."
                 ),
             ] = True,
+            agent_id: FenceAgent = None,
+            attempt: Attempt = None,
         ) -> dict[str, Any]:
             """Report that an assigned or running task failed. With a retry left it goes back
             to pending after a back-off, else it fails for good and every task that depends on
-            it is blocked. Records a failure for the agent. Returns {task}."""
-            return {"task": task_dict(queue.fail_task(task_id, error, should_retry))}
+            it is blocked. Records a failure for the agent. Pass your agent_id and the attempt
+            from the claim. Returns {task}."""
+            failed = queue.fail_task(
+                task_id, error, should_retry, agent_id=agent_id, attempt=attempt
+            )
+            return {"task": task_dict(failed)}
 
         def orchestration_cancel_task(
             task_id: TaskId,
@@ -832,16 +867,23 @@ class OrchestrationHandlers:
         def orchestration_heartbeat(
             task_id: Annotated[
                 str | None,
-                Field(description="Renew the lease of this task (give this or agent_id)."),
+                Field(description="Renew the lease of this task (give this, or agent_id alone)."),
             ] = None,
             agent_id: Annotated[
-                str | None, Field(description="Renew the leases of every task this agent holds.")
+                str | None,
+                Field(
+                    description="Your agent id. With task_id it guards the call (always give "
+                    "it, with attempt): a task handed to someone else since is refused "
+                    "(StaleAttemptError). Alone, renews the leases of every task you hold."
+                ),
             ] = None,
+            attempt: Attempt = None,
         ) -> dict[str, Any]:
             """Tell the queue you are still working: renews the lease of an assigned/running
             task (or of all an agent's tasks). A task whose lease runs out is retried by
-            someone else. Returns {renewed, count}: count tasks, the first 1000 of them named."""
-            renewed = queue.heartbeat(task_id, agent_id=agent_id)
+            someone else; a StaleAttemptError says that happened: drop the task. Returns
+            {renewed, count}: count tasks, the first 1000 of them named."""
+            renewed = queue.heartbeat(task_id, agent_id=agent_id, attempt=attempt)
             return {"renewed": renewed[:LISTED_IDS], "count": len(renewed)}
 
         def orchestration_requeue_stale() -> dict[str, Any]:

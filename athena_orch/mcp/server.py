@@ -60,7 +60,9 @@ athena-orch: a shared task queue with an agent registry and an explainable route
 Worker loop: orchestration_register_agent once (id + capabilities), then repeat
 orchestration_claim_task -> orchestration_start_task -> do the work (call
 orchestration_heartbeat for long work) -> orchestration_complete_task, or
-orchestration_fail_task on failure. Coordinators create work with orchestration_create_task
+orchestration_fail_task on failure; pass your agent_id and the claimed task's `attempt` to
+each of those four, so a call for a task handed to someone else meanwhile (your lease ran
+out) is refused instead of undoing their work. Coordinators create work with orchestration_create_task
 (with an idempotency_key, so a call sent again after a timeout makes no duplicate) or
 orchestration_create_tasks (batch-local `key`s for dependencies), watch it with
 orchestration_get_queue_statistics / orchestration_query_tasks / orchestration_get_task, and

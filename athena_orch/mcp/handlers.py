@@ -83,6 +83,7 @@ TEXT_PIECE_BYTES = 256 * 1024  # one piece read by orchestration_read_task_text
 MAX_TASK_OFFSET = 10_000  # the queue has no offset yet: a page of tasks reads all before it
 MAX_BATCH = 1_000  # tasks per orchestration_create_tasks
 MAX_ROUTE_BATCH = 500  # tasks per orchestration_route_batch
+MAX_CLAIM_WAIT = 60.0  # seconds an orchestration_claim_task may long-poll
 LISTED_IDS = 1_000  # ids named by orchestration_requeue_stale / orchestration_heartbeat
 DATABASE_FAILED = "StorageError: the database failed (see the server log)"
 
@@ -171,6 +172,15 @@ Attempt = Annotated[
         description="The task's `attempt` as your claim (or assign) answer gave it. Always "
         "give it, with agent_id: a call for an attempt that is no longer current is refused "
         "(StaleAttemptError) and changes nothing; then drop the task.",
+    ),
+]
+ClaimWait = Annotated[
+    float,
+    Field(
+        ge=0,
+        le=MAX_CLAIM_WAIT,
+        description="Seconds to wait for a ready task when none is (a long poll, at most 60): "
+        "the answer comes as soon as one appears. 0 answers at once.",
     ),
 ]
 ExcludeAgents = Annotated[
@@ -507,9 +517,27 @@ class OrchestrationHandlers:
         @functools.wraps(fn)  # keeps the signature the SDK reads
         async def tool(**kwargs: Any) -> CallToolResult:
             work = functools.partial(self._answer, fn, read_only, kwargs)
-            return await self.run(work, fn.__name__)
+            if not kwargs.get("wait"):
+                return await self.run(work, fn.__name__)
+            return await self._long_poll(work, fn.__name__, kwargs["wait"])
 
         return tool
+
+    async def _long_poll(self, work: Callable[[], CallToolResult], label: str,
+                         wait: float) -> CallToolResult:
+        """``work()`` (a claim) again each time the queue says work may be ready, until it
+        claims something or ``wait`` seconds pass. The waiting happens outside the calls'
+        turn, so other clients go on meanwhile; a client that gives up stops it."""
+        wakeups = self.queue.db.wakeups
+        deadline = anyio.current_time() + wait
+        while True:
+            seen = wakeups.generation
+            result = await self.run(work, label)
+            left = deadline - anyio.current_time()
+            if result.structured_content.get("claimed") or left <= 0:
+                return result
+            await anyio.to_thread.run_sync(wakeups.wait, seen, min(left, 1.0),
+                                           abandon_on_cancel=True)
 
     def _task(self, task_id: str) -> Task:
         task = self.queue.get_task_status(task_id)
@@ -773,10 +801,12 @@ class OrchestrationHandlers:
             Returns {task}."""
             return {"task": task_dict(queue.assign_task(task_id, agent_id))}
 
-        def orchestration_claim_task(agent_id: AgentId) -> dict[str, Any]:
+        def orchestration_claim_task(agent_id: AgentId, wait: ClaimWait = 0) -> dict[str, Any]:
             """Atomically take the best ready task this agent can do (it must be registered,
             active, below capacity and have every required capability). Two agents never get
-            the same task. Then call orchestration_start_task.
+            the same task. Then call orchestration_start_task. With wait, a claim that finds
+            nothing waits up to that many seconds and answers as soon as a task is ready:
+            long-poll with it instead of calling again and again.
 
             Returns {claimed, task, reason}: task is null (with the reason) when nothing fits.
             Keep task.attempt: pass it, with your agent_id, to orchestration_start_task,

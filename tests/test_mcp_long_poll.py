@@ -67,3 +67,4 @@ def test_an_unknown_agent_waiting_is_told_at_once(orch_quiet):
         assert "AgentNotFoundError" in text and "ghost" in text
 
     run_tools(orch_quiet, body)
+

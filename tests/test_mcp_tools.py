@@ -932,3 +932,16 @@ def test_a_stale_attempt_is_refused_and_changes_nothing(database_url):
 
         run_tools(orch, body)
         assert [t.assigned_to for t in orch.queue.query_tasks({})] == ["fresh"]
+
+
+def test_query_tasks_takes_created_after_without_a_zone_as_utc(mgr, make_clock):
+    """The tool's description promises it; the library refuses naive datetimes."""
+    mgr.queue.clock = make_clock()
+    mgr.queue.create_task("late", "code")  # created at the fake clock's 12:00 UTC
+
+    async def body(t: Tools) -> None:
+        for moment, count in (("2030-01-01T11:59:00", 1), ("2030-01-01T12:00:01", 0)):
+            found = await t.ok("orchestration_query_tasks", created_after=moment)
+            assert found["count"] == count, moment
+
+    run_tools(mgr, body)

@@ -38,7 +38,7 @@ import logging
 import math
 import threading
 from collections.abc import Callable, Iterable
-from datetime import date, datetime, time, timedelta
+from datetime import UTC, date, datetime, time, timedelta
 from decimal import Decimal
 from enum import Enum
 from itertools import islice
@@ -701,7 +701,9 @@ class OrchestrationHandlers:
                 "agent_id": agent_id,
                 "task_type": task_type,
                 "priority": priority,
-                "created_after": created_after,
+                "created_after": created_after
+                if created_after is None or created_after.tzinfo
+                else created_after.replace(tzinfo=UTC),  # as the description promises
             }
             given = {k: v for k, v in filters.items() if v is not None}
             return self._tasks_page(given, limit, offset)

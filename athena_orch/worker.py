@@ -1,8 +1,8 @@
 """Workers: Python functions that do the queue's tasks.
 
 One :class:`Worker` is one agent. It claims the tasks it has handlers for (at most
-``concurrency`` at once), starts them, runs each handler in a thread of its own (``async
-def`` handlers in the worker's event loop), renews their leases while they run, and
+``concurrency`` at once), starts them, runs each handler in a thread of the worker's pool
+(``async def`` handlers in the worker's event loop), renews their leases while they run, and
 completes or fails them, always naming its agent and the attempt: a task whose lease ran
 out and went elsewhere is never completed twice. Nothing a handler does stops the worker.
 
@@ -23,6 +23,7 @@ import importlib
 import inspect
 import json
 import logging
+import queue
 import signal
 import sys
 import threading
@@ -113,7 +114,8 @@ class _Job:
     error: BaseException | None = None
     duration_ms: int = 0
     settle_at: float = 0.0  # when to (try to) record its outcome in the queue
-    thread: threading.Thread | None = None
+    returned: bool = False  # the handler call is over (even if its outcome was dropped)
+    thread: threading.Thread | None = None  # the pool thread running it, once one does
     future: Any = None  # concurrent.futures.Future of an async handler
 
 
@@ -179,6 +181,8 @@ class Worker:
         self._stop_at: float | None = None
         self._hurry = False
         self._thread: threading.Thread | None = None
+        self._work: queue.SimpleQueue[_Job | None] = queue.SimpleQueue()
+        self._pool = self._idle = 0  # handler threads of this run; those waiting for a job
         self._loop: Any = None
         self._loop_thread: threading.Thread | None = None
         self._widgets: list[Any] = []
@@ -213,13 +217,15 @@ class Worker:
     @property
     def task_types(self) -> list[str] | None:
         """The task types this worker claims; None when one callable takes every task."""
-        return None if self._default is not None else sorted(self._handlers)
+        with self._cond:
+            return None if self._default is not None else sorted(self._handlers)
 
     @property
     def summary(self) -> Summary:
         """A snapshot of what the worker did since its run began."""
         with self._cond:
-            self._abandoned = {j for j in self._abandoned if _alive(j)}
+            self._abandoned = {j for j in self._abandoned if not (
+                j.returned or j.future is not None and j.future.done())}
             return replace(self._summary, running=len(self._jobs),
                            abandoned=len(self._abandoned))
 
@@ -266,6 +272,8 @@ class Worker:
                                       "handlers= or use @worker.handles(task_type)")
             self._active, self._stop_at, self._hurry = True, None, False
             self._summary = Summary()
+            self._work = queue.SimpleQueue()  # threads of an earlier run keep theirs
+            self._pool = self._idle = 0
 
     def _request_stop(self, hurry: bool = False) -> None:
         with self._cond:
@@ -299,6 +307,9 @@ class Worker:
             if claimer.is_alive():
                 claimer.join()
             self._close_loop()
+            with self._cond:
+                for _ in range(self._pool):  # an abandoned handler's thread ends after it
+                    self._work.put(None)
             restore()
             atexit.unregister(self.stop)
             with self._cond:
@@ -321,7 +332,14 @@ class Worker:
 
     # ------------------------------------------------------------------ claiming
     def _claim_loop(self, until_idle: bool) -> None:
-        """Claim while there is room; an idle run asks to stop when nothing is left."""
+        """Claim while there is room; an idle run asks to stop when nothing is left (and
+        so does a claimer that fails, e.g. when no thread can be started)."""
+        try:
+            self._claim_while_running(until_idle)
+        finally:
+            self._request_stop()
+
+    def _claim_while_running(self, until_idle: bool) -> None:
         while True:
             with self._cond:
                 while self._stop_at is None and len(self._jobs) >= self.concurrency:
@@ -344,7 +362,6 @@ class Worker:
                         self._dispatch(task)
                     if not tasks and until_idle:
                         if not busy:
-                            self._request_stop()
                             return
                         self._cond.wait_for(lambda: self._settled != settled  # noqa: B023
                                             or self._stop_at is not None)
@@ -373,11 +390,23 @@ class Worker:
             job.future = asyncio.run_coroutine_threadsafe(self._call_async(job),
                                                           self._event_loop())
         else:
-            job.thread = threading.Thread(target=self._call, args=(job,), daemon=True,
-                                          name=f"athena-worker-{self.agent_id}-{task.id}")
-            job.thread.start()
+            if self._idle:
+                self._idle -= 1
+            else:  # threads stay for the run: starting one per task costs ms on a busy box
+                self._pool += 1
+                threading.Thread(target=self._handler_thread, args=(self._work,), daemon=True,
+                                 name=f"athena-worker-{self.agent_id}-{self._pool}").start()
+            self._work.put(job)
+
+    def _handler_thread(self, work: queue.SimpleQueue) -> None:
+        while (job := work.get()) is not None:
+            self._call(job)
+            with self._cond:
+                if work is self._work:  # else its run is over: the next get() ends it
+                    self._idle += 1
 
     def _call(self, job: _Job) -> None:
+        job.thread = threading.current_thread()
         started = time.perf_counter()
         try:
             value = job.handler.fn(job.task)
@@ -392,10 +421,9 @@ class Worker:
         started = time.perf_counter()
         try:
             value = await job.handler.fn(job.task)
-        except asyncio.CancelledError:
-            if job.state == _RUNNING:  # cancelled by the handler itself, not by us
-                self._finished(job, None, asyncio.CancelledError("the handler was cancelled"),
-                               started)
+        except asyncio.CancelledError:  # by us (job given up), or by the handler itself
+            self._finished(job, None, asyncio.CancelledError("the handler was cancelled"),
+                           started)
             raise
         except BaseException as exc:  # noqa: BLE001 - would otherwise stop the event loop
             self._finished(job, None, exc, started)
@@ -405,6 +433,7 @@ class Worker:
     def _finished(self, job: _Job, value: Any, error: BaseException | None,
                   started: float) -> None:
         with self._cond:
+            job.returned = True
             if job.state != _RUNNING:
                 return  # given up on (time limit, stop, lost): its outcome is dropped
             job.state, job.value, job.error = _FINISHED, value, error
@@ -545,11 +574,12 @@ class Worker:
                     job.settle_at = time.monotonic() + self.poll_seconds
 
     def _fail(self, job: _Job, error: str, retry: bool) -> None:
-        task = self.orch.queue.fail_task(job.task.id, _storable(error), should_retry=retry,
+        error = _storable(error)
+        task = self.orch.queue.fail_task(job.task.id, error, should_retry=retry,
                                          agent_id=self.agent_id, attempt=job.task.attempt)
         log.info("worker %s: task %s %s: %s", self.agent_id, task.id,
-                    "will be retried" if task.status is TaskStatus.PENDING else "failed",
-                    error.splitlines()[0])
+                 "will be retried" if task.status is TaskStatus.PENDING else "failed",
+                 error.splitlines()[0])
         self._done(job, "retried" if task.status is TaskStatus.PENDING else "failed", error)
 
     def _time_out(self, job: _Job) -> None:
@@ -690,12 +720,6 @@ def _handler(fn: Callable, time_limit: float | None) -> _Handler:
     is_async = inspect.iscoroutinefunction(fn) or inspect.iscoroutinefunction(
         getattr(fn, "__call__", None))  # noqa: B004 - an object whose __call__ is async def
     return _Handler(fn, time_limit, is_async)
-
-
-def _alive(job: _Job) -> bool:
-    if job.thread is not None:
-        return job.thread.is_alive()
-    return job.future is not None and not job.future.done()
 
 
 def _seconds(name: str, value: Any, *, optional: bool = False) -> float | None:

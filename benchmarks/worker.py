@@ -206,7 +206,7 @@ def main() -> int:
     if args.serve:
         serve(*args.serve)
         return 0
-    n, rounds, samples = (30, 1, 3) if args.quick else (300, 3, 40)
+    n, rounds, samples = (30, 1, 3) if args.quick else (200, 3, 40)
     server = os.environ.get("ATHENA_BENCH_PG")
     rows = []
     with tempfile.TemporaryDirectory() as folder:

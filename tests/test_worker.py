@@ -310,6 +310,34 @@ def test_a_thread_past_its_time_limit_fails_and_its_late_result_is_dropped(fast)
     assert completions(fast, task_id) == 0
 
 
+def test_an_abandoned_thread_holds_no_slot_and_never_serves_a_later_run(fast):
+    q = fast.queue
+    stuck = q.create_task("stuck", "t", priority="high", max_retries=0)
+    after = q.create_task("after", "t")
+    release = threading.Event()
+
+    def handler(task):
+        if task.content == "stuck":
+            release.wait(PATIENCE)
+        return task.content
+
+    worker = make(fast, {"t": handler}, time_limit=0.3)  # concurrency 1
+    summary = worker.run(until_idle=True)
+    assert (summary.timed_out, summary.completed, summary.abandoned) == (1, 1, 1)
+    assert q.get_task_status(after).result == "after"
+    release.set()  # the stuck thread returns after its run ended
+    wait_until(lambda: worker.summary.abandoned == 0, "the abandoned thread to return")
+    later = q.create_task("later", "later")
+    worker.handles("later", time_limit=PATIENCE)(handler)
+    worker.start()
+    try:
+        wait_until(lambda: worker.summary.completed == 1, "the next run to do its task")
+    finally:
+        summary = worker.stop()
+    assert summary.timed_out == 0 and q.get_task_status(later).result == "later"
+    assert q.get_task_status(stuck).status is TaskStatus.FAILED
+
+
 def test_a_handlers_own_time_limit_wins_and_async_handlers_are_cancelled(orch):
     q = orch.queue
     q.retry_backoff_seconds = 60

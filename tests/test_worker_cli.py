@@ -200,6 +200,31 @@ def test_a_killed_worker_process_gets_its_tasks_back_through_the_lease(tmp_path)
         check_invariants(orch)
 
 
+EXITS_WHILE_WORKING = """
+import sys, time
+import athena_orch as ao
+orch = ao.connect(sys.argv[1])
+worker = ao.Worker(orch, "w", {"t": lambda task: time.sleep(60)}, capabilities=[],
+                   grace_seconds=0.2)
+task_id = orch.queue.create_task("x", "t")
+worker.start()
+while orch.queue.get_task_status(task_id).status != "running":
+    time.sleep(0.01)
+"""  # and the script ends, its worker still running in the background
+
+
+def test_a_script_that_exits_with_a_started_worker_hands_its_task_back(tmp_path):
+    db = str(tmp_path / "orch.duckdb")
+    run = subprocess.run([sys.executable, "-c", EXITS_WHILE_WORKING, db], capture_output=True,
+                         text=True, timeout=PATIENCE)
+    assert run.returncode == 0, run.stderr
+    with athena_orch.connect(db) as orch:
+        (task,) = orch.queue.query_tasks()
+        assert task.status is TaskStatus.PENDING and task.retry_count == 0
+        assert orch.queue.get_task_history(task.id)[-1]["detail"].startswith(
+            "released: the worker stopped")
+
+
 # ---------------------------------------------------------------------- PostgreSQL
 @postgres_only
 def test_several_idle_worker_processes_do_each_task_exactly_once(database_url, tmp_path):

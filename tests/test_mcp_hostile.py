@@ -362,6 +362,7 @@ def valid_values(
         "history_offset": st.integers(0, 10),
         "field": st.sampled_from(TEXT_FIELDS),
         "attempt": st.integers(0, 3),
+        "wait": st.sampled_from([0, 0.01]),  # seconds a claim long-polls; kept short here
         "created_after": iso_times,
         "task_id": task_id,
         "include_history": st.booleans(),

@@ -314,6 +314,7 @@ class TaskQueue:
         task = self._changed(task.id, "assign",
                              self.episodic.assign(task.id, agent_id, now, self._lease(now)))
         self._log(task.id, PENDING, ASSIGNED, agent_id, now, "assigned")
+        self.db.announce_work()  # the assignee's worker may be waiting for it
         return task
 
     def claim_task(self, agent_id: str, *, wait: float | None = None,

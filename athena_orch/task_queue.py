@@ -42,7 +42,8 @@ PENDING, ASSIGNED, RUNNING = TaskStatus.PENDING, TaskStatus.ASSIGNED, TaskStatus
 COMPLETED, FAILED, BLOCKED, CANCELLED = (
     TaskStatus.COMPLETED, TaskStatus.FAILED, TaskStatus.BLOCKED, TaskStatus.CANCELLED)
 _BLOCKING = (FAILED, CANCELLED, BLOCKED)
-QUERY_FILTERS = ("status", "agent_id", "task_type", "priority", "created_after", "limit")
+QUERY_FILTERS = ("status", "agent_id", "task_type", "priority", "created_after", "limit",
+                 "offset")
 MAX_WAIT_SECONDS = 86_400.0  # a claim's wait: a day at most
 
 
@@ -106,6 +107,9 @@ class TaskQueue:
         self._dag = _Downstream()  # built when first needed
         self._dag_version = -1
         self.events = EventBus(SubscriptionStore(self.db))
+        #: Wakes claimers when work may be ready (``generation``, ``wait(seen, timeout)``):
+        #: for faces that wait their own way, like the MCP server's long poll.
+        self.wakeups = self.db.wakeups
 
     # ------------------------------------------------------------------ creating
     def create_task(self, content: str, task_type: str, priority: str = "medium",
@@ -346,12 +350,12 @@ class TaskQueue:
         task_types = None if task_types is None else v.string_list("task_types", task_types)
         deadline = time.monotonic() + wait
         while True:
-            seen = self.db.wakeups.generation
+            seen = self.wakeups.generation
             tasks = self.db.atomic(self._claim, agent_id, n, start, task_types)
             left = deadline - time.monotonic()
             if tasks or not n or left <= 0:
                 return tasks
-            self.db.wakeups.wait(seen, min(left, self.wait_poll_seconds))
+            self.wakeups.wait(seen, min(left, self.wait_poll_seconds))
 
     def _claim(self, agent_id: str, n: int, start: bool,
                task_types: list[str] | None) -> list[Task]:
@@ -636,7 +640,7 @@ class TaskQueue:
 
     def query_tasks(self, filters: dict[str, Any] | None = None) -> list[Task]:
         """Tasks matching every filter (status, agent_id, task_type, priority,
-        created_after, limit), in queue order."""
+        created_after), in queue order; ``limit`` and ``offset`` take a page of them."""
         filters = v.mapping("filters", filters)
         v.known_keys("filters", filters, QUERY_FILTERS)
         created_after = filters.get("created_after")
@@ -648,6 +652,7 @@ class TaskQueue:
             priority=None if priority is None else v.priority(priority),
             created_after=None if created_after is None else v.timestamp("created_after", created_after),
             limit=v.non_negative_int("limit", filters.get("limit"), allow_none=True),
+            offset=v.non_negative_int("offset", filters.get("offset", 0)),
         )
 
     def get_task_history(self, task_id: str) -> list[dict[str, Any]]:

@@ -28,13 +28,15 @@ def work(orch: athena_orch.OrchestrationManager, agent_id: str, batch: int) -> l
         if batch:
             tasks = queue.claim_tasks(agent_id, batch, start=True)
             if tasks:
-                queue.complete_tasks({t.id: f"done by {agent_id}" for t in tasks})
+                queue.complete_tasks([{"task_id": t.id, "result": f"done by {agent_id}",
+                                       "attempt": t.attempt} for t in tasks], agent_id=agent_id)
         else:
             task = queue.claim_task(agent_id)
             tasks = [task] if task else []
             if task:
-                queue.start_task(task.id)
-                queue.complete_task(task.id, f"done by {agent_id}", {"duration_ms": 1})
+                queue.start_task(task.id, agent_id=agent_id, attempt=task.attempt)
+                queue.complete_task(task.id, f"done by {agent_id}", {"duration_ms": 1},
+                                    agent_id=agent_id, attempt=task.attempt)
         if tasks:
             done += [t.id for t in tasks]
         elif queue.get_queue_statistics().pending_count == 0:

@@ -38,6 +38,7 @@ OPERATION_TOOLS = {
     "orchestration_complete_task",
     "orchestration_fail_task",
     "orchestration_cancel_task",
+    "orchestration_release_task",
     "orchestration_heartbeat",
     "orchestration_requeue_stale",
     "orchestration_get_task",
@@ -945,3 +946,22 @@ def test_query_tasks_takes_created_after_without_a_zone_as_utc(mgr, make_clock):
             assert found["count"] == count, moment
 
     run_tools(mgr, body)
+
+
+def test_a_task_handed_back_is_pending_again_without_a_retry(mgr):
+    mgr.registry.register_agent("coder", ["python"])
+
+    async def body(t: Tools) -> None:
+        created = await t.ok("orchestration_create_task", content="c", task_type="code")
+        claim = await t.ok("orchestration_claim_task", agent_id="coder")
+        attempt = claim["task"]["attempt"]
+        stale = await t.error("orchestration_release_task", task_id=created["task_id"],
+                              agent_id="coder", attempt=attempt + 1)
+        assert "StaleAttemptError" in stale
+        back = await t.ok("orchestration_release_task", task_id=created["task_id"],
+                          agent_id="coder", attempt=attempt, reason="shutting down")
+        assert (back["task"]["status"], back["task"]["retry_count"]) == ("pending", 0)
+
+    run_tools(mgr, body)
+    history = mgr.queue.get_task_history(mgr.queue.query_tasks()[0].id)
+    assert history[-1]["detail"] == "released: shutting down"

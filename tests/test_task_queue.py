@@ -593,3 +593,14 @@ def test_to_frame_one_row_per_task(queue):
     assert isinstance(df, pd.DataFrame)
     assert len(df) == 4
     assert _column_holding(df, ids) is not None
+
+
+def test_query_tasks_pages_with_limit_and_offset(orch):
+    q = orch.queue
+    ids = q.create_tasks([{"content": f"t{i}", "task_type": "t"} for i in range(7)])
+    pages = [[t.id for t in q.query_tasks({"limit": 3, "offset": offset})]
+             for offset in (0, 3, 6, 9)]
+    assert pages == [ids[:3], ids[3:6], ids[6:], []]
+    assert [t.id for t in q.query_tasks({"offset": 5})] == ids[5:]
+    with pytest.raises(athena_orch.exceptions.ValidationError, match="offset must be a non-negative"):
+        q.query_tasks({"offset": -1})

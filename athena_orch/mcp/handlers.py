@@ -80,7 +80,6 @@ SINGLE_ITEMS = 1_000  # a list or object inside the one record a tool answers wi
 TEXT_FIELDS = ("content", "result", "error")  # a task's free texts
 TEXT_BYTES = 128 * 1024  # each free text of a single task, JSON-encoded
 TEXT_PIECE_BYTES = 256 * 1024  # one piece read by orchestration_read_task_text
-MAX_TASK_OFFSET = 10_000  # the queue has no offset yet: a page of tasks reads all before it
 MAX_BATCH = 1_000  # tasks per orchestration_create_tasks
 MAX_ROUTE_BATCH = 500  # tasks per orchestration_route_batch
 MAX_CLAIM_WAIT = 60.0  # seconds an orchestration_claim_task may long-poll
@@ -200,15 +199,6 @@ Offset = Annotated[
         ge=0,
         description="Skip this many first. For the next page, pass the next_offset of the "
         "previous answer.",
-    ),
-]
-TaskOffset = Annotated[
-    StrictInt,
-    Field(
-        ge=0,
-        le=MAX_TASK_OFFSET,
-        description="Skip this many tasks first (at most 10000; narrow the filters to reach "
-        "further). For the next page, pass the next_offset of the previous answer.",
     ),
 ]
 
@@ -528,7 +518,7 @@ class OrchestrationHandlers:
         """``work()`` (a claim) again each time the queue says work may be ready, until it
         claims something or ``wait`` seconds pass. The waiting happens outside the calls'
         turn, so other clients go on meanwhile; a client that gives up stops it."""
-        wakeups = self.queue.db.wakeups
+        wakeups = self.queue.wakeups
         deadline = anyio.current_time() + wait
         while True:
             seen = wakeups.generation
@@ -552,9 +542,9 @@ class OrchestrationHandlers:
         return agent
 
     def _tasks_page(self, filters: dict[str, Any], limit: int, offset: int) -> dict[str, Any]:
-        """A page of ``queue.query_tasks(filters)``. The queue takes no offset yet, so the
-        tasks before the page are read too (hence MAX_TASK_OFFSET)."""
-        found = self.queue.query_tasks({**filters, "limit": offset + limit + 1})[offset:]
+        """A page of ``queue.query_tasks(filters)`` (one task more, to tell whether
+        another page follows)."""
+        found = self.queue.query_tasks({**filters, "limit": limit + 1, "offset": offset})
         items = [listed_task(t) for t in found[:limit]]
         return page("tasks", items, offset, len(found) > limit, READ_TASK)
 
@@ -654,7 +644,7 @@ class OrchestrationHandlers:
                 ),
             ] = "pending",
             limit: _limit("tasks", 200) = 10,
-            offset: TaskOffset = 0,
+            offset: Offset = 0,
         ) -> dict[str, Any]:
             """Poll for tasks in one state (pending by default), in queue order: priority
             high first, then oldest first. Looks only; use orchestration_claim_task to take one.
@@ -687,7 +677,7 @@ class OrchestrationHandlers:
                 ),
             ] = None,
             limit: _limit("tasks", 200) = 50,
-            offset: TaskOffset = 0,
+            offset: Offset = 0,
         ) -> dict[str, Any]:
             """Find tasks matching every given filter, in queue order, a page at a time.
 
@@ -885,6 +875,22 @@ class OrchestrationHandlers:
                 task_id, error, should_retry, agent_id=agent_id, attempt=attempt
             )
             return {"task": task_dict(failed)}
+
+        def orchestration_release_task(
+            task_id: TaskId,
+            agent_id: FenceAgent = None,
+            attempt: Attempt = None,
+            reason: Annotated[
+                str | None, Field(description="Why it is handed back (kept in its history).")
+            ] = None,
+        ) -> dict[str, Any]:
+            """Hand an assigned or running task back to the queue when you stop before
+            finishing it: it is pending again at once, with no retry used and no failure
+            counted (unlike orchestration_fail_task). Pass your agent_id and the attempt
+            from the claim. Returns {task}."""
+            released = queue.release_task(task_id, agent_id=agent_id, attempt=attempt,
+                                          reason=reason)
+            return {"task": task_dict(released)}
 
         def orchestration_cancel_task(
             task_id: TaskId,
@@ -1170,6 +1176,7 @@ class OrchestrationHandlers:
             (orchestration_start_task, "Start a task", ADD),
             (orchestration_complete_task, "Complete a task", ADD),
             (orchestration_fail_task, "Fail a task", CHANGE),
+            (orchestration_release_task, "Hand a task back", CHANGE),
             (orchestration_cancel_task, "Cancel a task", CHANGE),
             (orchestration_heartbeat, "Renew task leases", UPDATE),
             (orchestration_requeue_stale, "Requeue tasks with expired leases", ADD),

@@ -372,10 +372,11 @@ class EpisodicStore:
 
     def query_tasks(self, *, statuses: list[str] | None = None, agent_id: str | None = None,
                     task_type: str | None = None, priority: str | None = None,
-                    created_after: datetime | None = None, limit: int | None = None) -> list[Task]:
+                    created_after: datetime | None = None, limit: int | None = None,
+                    offset: int = 0) -> list[Task]:
         return self._tasks("tasks_query", statuses=statuses, agent_id=agent_id,
                            task_type=task_type, priority=priority,
-                           created_after=created_after, limit=limit)
+                           created_after=created_after, limit=limit, offset=offset)
 
     def stale_tasks(self, now: datetime) -> list[Task]:
         """Active tasks whose lease ran out before ``now``, in id order, read to be changed

@@ -301,7 +301,7 @@ WHERE t.task_id IS NOT NULL
   AND ($priority IS NULL OR t.priority = $priority)
   AND ($created_after IS NULL OR t.created_at > $created_after)
 ORDER BY t.priority_rank, t.created_at, t.id
-LIMIT $limit;
+LIMIT $limit OFFSET $offset;
 
 -- name: tasks_stale
 -- Assigned or running tasks whose lease ran out before $now (columns as tasks_lock).

@@ -158,7 +158,7 @@ WHERE t.task_id IS NOT NULL
   AND ($priority::text IS NULL OR t.priority = $priority::text)
   AND ($created_after::timestamptz IS NULL OR t.created_at > $created_after::timestamptz)
 ORDER BY t.priority_rank, t.created_at, t.id
-LIMIT $limit::bigint;
+LIMIT $limit::bigint OFFSET $offset::bigint;
 
 -- name: task_history
 SELECT id AS event_id, timestamp AS at, content FROM (

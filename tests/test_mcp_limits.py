@@ -9,7 +9,6 @@ to check what the tools did. Every wait is bounded.
 
 from __future__ import annotations
 
-import json
 import logging
 import subprocess
 import sys
@@ -25,6 +24,8 @@ import pytest
 from mcp import Client
 from mcp.client.streamable_http import streamable_http_client
 from mcp_servers import START_TIMEOUT, HttpServer, clean_env, free_port, start_http_server
+from test_mcp_tools import Tools as CheckedTools
+from test_mcp_tools import run_tools as run_tools_with
 
 import athena_orch
 from athena_orch.mcp import build_server
@@ -34,28 +35,14 @@ TIMEOUT = 60
 ACCEPT = {"Accept": "application/json, text/event-stream"}
 
 
-class Tools:
+class Tools(CheckedTools):
     """Calls tools; every answer must stay within MAX_RESPONSE_BYTES."""
-
-    def __init__(self, client: Client):
-        self.client = client
 
     async def raw(self, name: str, **arguments: Any):
         result = await self.client.call_tool(name, arguments)
         text = " ".join(c.text for c in result.content)
         assert len(text.encode()) <= MAX_RESPONSE_BYTES, f"{name}: {len(text.encode())} bytes"
         return result
-
-    async def ok(self, name: str, **arguments: Any) -> dict[str, Any]:
-        result = await self.raw(name, **arguments)
-        assert not result.is_error, f"{name}: {result.content[0].text[:500]}"
-        assert json.loads(result.content[0].text) == result.structured_content
-        return result.structured_content
-
-    async def error(self, name: str, **arguments: Any) -> str:
-        result = await self.raw(name, **arguments)
-        assert result.is_error, f"{name}({str(arguments)[:200]}) should have failed"
-        return result.content[0].text
 
     async def pages(self, name: str, key: str, **arguments: Any) -> list[dict[str, Any]]:
         """Every record of a paged list, following next_offset."""
@@ -81,21 +68,7 @@ class Tools:
 
 
 def run_tools(orch: Any, body: Callable[[Tools], Awaitable[None]]) -> None:
-    server = build_server(orch)
-
-    async def main() -> None:
-        with anyio.fail_after(TIMEOUT):
-            async with Client(server, read_timeout_seconds=TIMEOUT) as client:
-                await body(Tools(client))
-
-    anyio.run(main)
-
-
-@pytest.fixture
-def mgr(database_url):
-    manager = athena_orch.connect(database_url())
-    yield manager
-    manager.close()
+    run_tools_with(orch, body, tools=Tools)
 
 
 def specs(n: int, content: str = "job", **extra: Any) -> list[dict[str, Any]]:
@@ -114,8 +87,8 @@ PAGED = {  # tool -> (its limit argument, its offset argument)
 NEEDED = {"orchestration_find_capable_agents": {"requirements": []}}
 
 
-def test_every_list_has_a_default_and_a_maximum_limit_and_an_offset(mgr):
-    task_id = mgr.queue.create_task("x", "t")
+def test_every_list_has_a_default_and_a_maximum_limit_and_an_offset(orch):
+    task_id = orch.queue.create_task("x", "t")
 
     async def body(t: Tools) -> None:
         tools = {tool.name: tool for tool in (await t.client.list_tools()).tools}
@@ -138,11 +111,11 @@ def test_every_list_has_a_default_and_a_maximum_limit_and_an_offset(mgr):
         text = await t.error("orchestration_route_batch", task_ids=[task_id] * 501)
         assert "task_ids" in text and "500" in text
 
-    run_tools(mgr, body)
-    assert mgr.queue.get_queue_statistics().total_count == 1
+    run_tools(orch, body)
+    assert orch.queue.get_queue_statistics().total_count == 1
 
 
-def test_query_tasks_on_a_large_queue_answers_one_bounded_page(mgr):
+def test_query_tasks_on_a_large_queue_answers_one_bounded_page(orch):
     """The headline of issue 13: query_tasks without a limit returned every task."""
     long = "lorem ipsum " * 200  # 2400 characters
 
@@ -158,15 +131,15 @@ def test_query_tasks_on_a_large_queue_answers_one_bounded_page(mgr):
         assert whole["task"]["content"].endswith(long) and whole["task"]["truncated"] == []
         # paging reaches every task once, in queue order
         listed = await t.pages("orchestration_query_tasks", "tasks", status="pending", limit=200)
-        assert [x["id"] for x in listed] == [x.id for x in mgr.queue.query_tasks({})]
+        assert [x["id"] for x in listed] == [x.id for x in orch.queue.query_tasks({})]
         assert sorted(x["id"] for x in listed) == sorted(ids)
         polled = await t.pages("orchestration_poll_tasks", "tasks", limit=200)
         assert [x["id"] for x in polled] == [x["id"] for x in listed]
 
-    run_tools(mgr, body)
+    run_tools(orch, body)
 
 
-def test_a_page_ends_early_rather_than_pass_the_byte_cap(mgr):
+def test_a_page_ends_early_rather_than_pass_the_byte_cap(orch):
     # each control character takes 6 bytes in JSON: 200 listed tasks would take 1.2 MB
     dense = "\x01" * 1500
 
@@ -177,10 +150,10 @@ def test_a_page_ends_early_rather_than_pass_the_byte_cap(mgr):
         listed = await t.pages("orchestration_query_tasks", "tasks", limit=200)
         assert sorted(x["id"] for x in listed) == sorted(ids)
 
-    run_tools(mgr, body)
+    run_tools(orch, body)
 
 
-def test_long_texts_come_cut_and_are_read_whole_in_pieces(mgr):
+def test_long_texts_come_cut_and_are_read_whole_in_pieces(orch):
     content = "é🐍\x01 plain text " * 30_000  # 510,000 characters, ~1.1 MB as JSON
     result = "r" * 200_000
 
@@ -203,11 +176,11 @@ def test_long_texts_come_cut_and_are_read_whole_in_pieces(mgr):
         short = await t.ok("orchestration_create_task", content="short", task_type="t")
         assert short["task"]["truncated"] == []
 
-    run_tools(mgr, body)
+    run_tools(orch, body)
 
 
-def test_task_history_comes_a_page_at_a_time(mgr):
-    task_id = mgr.queue.create_task("flaky", "t", max_retries=40)
+def test_task_history_comes_a_page_at_a_time(orch):
+    task_id = orch.queue.create_task("flaky", "t", max_retries=40)
 
     async def body(t: Tools) -> None:
         for i in range(30):
@@ -223,16 +196,16 @@ def test_task_history_comes_a_page_at_a_time(mgr):
             steps += answer["history"]
             offset = answer["history_next_offset"]
         assert [s["event_id"] for s in steps] == [
-            h["event_id"] for h in mgr.queue.get_task_history(task_id)
+            h["event_id"] for h in orch.queue.get_task_history(task_id)
         ]
         retried = [s for s in steps if s["to_status"] == "pending" and s["from_status"]]
         assert len(retried) == 30
         assert all(len(s["detail"]) == 1000 and s["truncated"] == ["detail"] for s in retried)
 
-    run_tools(mgr, body)
+    run_tools(orch, body)
 
 
-def test_agents_and_routing_decisions_come_a_page_at_a_time(mgr):
+def test_agents_and_routing_decisions_come_a_page_at_a_time(orch):
     async def body(t: Tools) -> None:
         for i in range(130):
             caps = ["python"] if i % 2 else ["python", "sql"]
@@ -262,10 +235,10 @@ def test_agents_and_routing_decisions_come_a_page_at_a_time(mgr):
         ids = [d["decision_id"] for d in decisions]
         assert len(ids) == 26 and ids == sorted(ids)
 
-    run_tools(mgr, body)
+    run_tools(orch, body)
 
 
-def test_an_answer_over_the_byte_cap_is_never_sent(mgr):
+def test_an_answer_over_the_byte_cap_is_never_sent(orch):
     """A write whose answer would be too large says it succeeded; a read says ask for less."""
     capabilities = [f"{i:04d}" + "\x01" * 490 for i in range(300)]  # 900 KB as JSON
 
@@ -275,8 +248,8 @@ def test_an_answer_over_the_byte_cap_is_never_sent(mgr):
         text = await t.error("orchestration_get_agent_health", agent_id="big")
         assert "bytes" in text and "ask for less" in text
 
-    run_tools(mgr, body)
-    assert len(mgr.registry.get_agent("big").capabilities) == 300
+    run_tools(orch, body)
+    assert len(orch.registry.get_agent("big").capabilities) == 300
 
 
 # --------------------------------------------------------------------------- given up
@@ -302,8 +275,8 @@ class Held:
         self._thread.join(10)
 
 
-def test_a_call_whose_client_gave_up_while_it_waited_its_turn_never_runs(mgr):
-    server = build_server(mgr)
+def test_a_call_whose_client_gave_up_while_it_waited_its_turn_never_runs(orch):
+    server = build_server(orch)
 
     async def main() -> None:
         with anyio.fail_after(TIMEOUT):
@@ -329,11 +302,11 @@ def test_a_call_whose_client_gave_up_while_it_waited_its_turn_never_runs(mgr):
                 await anyio.sleep(0.5)
 
     anyio.run(main)
-    assert [t.content for t in mgr.queue.query_tasks({})] == ["first"]
+    assert [t.content for t in orch.queue.query_tasks({})] == ["first"]
 
 
-def test_a_call_that_ran_after_its_client_gave_up_is_logged_and_safe_to_send_again(mgr, caplog):
-    server = build_server(mgr)
+def test_a_call_that_ran_after_its_client_gave_up_is_logged_and_safe_to_send_again(orch, caplog):
+    server = build_server(orch)
     keyed = {"content": "report", "task_type": "t", "idempotency_key": "report-1"}
 
     async def main() -> dict[str, Any]:
@@ -350,7 +323,7 @@ def test_a_call_that_ran_after_its_client_gave_up_is_logged_and_safe_to_send_aga
     with caplog.at_level(logging.WARNING, logger="athena_orch.mcp"):
         again = anyio.run(main)
     assert again["created"] is False  # the first call made it
-    tasks = mgr.queue.query_tasks({})
+    tasks = orch.queue.query_tasks({})
     assert [t.id for t in tasks] == [again["task_id"]]
     said = [r.getMessage() for r in caplog.records if "gave up" in r.getMessage()]
     assert said and "orchestration_create_task" in said[0] and again["task_id"] in said[0]

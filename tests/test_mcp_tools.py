@@ -84,22 +84,17 @@ class Tools:
         return text
 
 
-def run_tools(orch, body: Callable[[Tools], Awaitable[None]], **client_options: Any) -> None:
+def run_tools(orch, body: Callable[[Tools], Awaitable[None]], *, tools: type[Tools] = Tools,
+              **client_options: Any) -> None:
+    """``body(tools)`` against ``build_server(orch)`` through the SDK's in-memory client."""
     server = build_server(orch)
 
     async def main() -> None:
         with anyio.fail_after(TIMEOUT):
             async with Client(server, read_timeout_seconds=TIMEOUT, **client_options) as client:
-                await body(Tools(client))
+                await body(tools(client))
 
     anyio.run(main)
-
-
-@pytest.fixture
-def mgr(database_url):
-    manager = athena_orch.connect(database_url())
-    yield manager
-    manager.close()
 
 
 def snapshot(orch) -> dict[str, Any]:
@@ -115,7 +110,7 @@ def snapshot(orch) -> dict[str, Any]:
 
 # --------------------------------------------------------------------------- listing
 @pytest.mark.parametrize("mode", ["auto", "legacy"])
-def test_list_tools_describes_every_tool_and_argument(mgr, mode):
+def test_list_tools_describes_every_tool_and_argument(orch, mode):
     async def body(t: Tools) -> None:
         tools = {tool.name: tool for tool in (await t.client.list_tools()).tools}
         assert set(tools) == set(TOOL_NAMES)
@@ -139,11 +134,11 @@ def test_list_tools_describes_every_tool_and_argument(mgr, mode):
         assert set(create["required"]) == {"content", "task_type"}
         assert create["properties"]["priority"]["enum"] == ["high", "medium", "low"]
 
-    run_tools(mgr, body, mode=mode)
+    run_tools(orch, body, mode=mode)
 
 
 # --------------------------------------------------------------------------- lifecycle
-def test_full_lifecycle_through_tools(mgr):
+def test_full_lifecycle_through_tools(orch):
     async def body(t: Tools) -> None:
         reg = await t.ok(
             "orchestration_register_agent",
@@ -326,13 +321,13 @@ def test_full_lifecycle_through_tools(mgr):
         assert again["agent"]["total_completed"] == 1
         assert again["agent"]["metadata"] == {"model": "small"}
 
-    run_tools(mgr, body)
+    run_tools(orch, body)
     # the library agrees with what the tools said
-    assert mgr.registry.get_agent("writer") is None
-    assert mgr.queue.get_queue_statistics().completed_count == 2
+    assert orch.registry.get_agent("writer") is None
+    assert orch.queue.get_queue_statistics().completed_count == 2
 
 
-def test_route_task_returns_decision_and_explanation(mgr):
+def test_route_task_returns_decision_and_explanation(orch):
     async def body(t: Tools) -> None:
         await t.ok(
             "orchestration_register_agent",
@@ -409,10 +404,10 @@ def test_route_task_returns_decision_and_explanation(mgr):
         # routing never assigns
         assert (await t.ok("orchestration_get_queue_statistics"))["pending_count"] == 2
 
-    run_tools(mgr, body)
+    run_tools(orch, body)
 
 
-def test_create_task_again_with_its_idempotency_key_reports_it_was_not_created(mgr):
+def test_create_task_again_with_its_idempotency_key_reports_it_was_not_created(orch):
     async def body(t: Tools) -> None:
         keyed = {"content": "one report", "task_type": "docs", "idempotency_key": "report-1"}
         made = await t.ok("orchestration_create_task", **keyed)
@@ -422,11 +417,11 @@ def test_create_task_again_with_its_idempotency_key_reports_it_was_not_created(m
         plain = await t.ok("orchestration_create_task", content="no key", task_type="docs")
         assert plain["created"]
 
-    run_tools(mgr, body)
-    assert mgr.queue.get_queue_statistics().total_count == 2
+    run_tools(orch, body)
+    assert orch.queue.get_queue_statistics().total_count == 2
 
 
-def test_create_tasks_in_bulk_with_keys(mgr):
+def test_create_tasks_in_bulk_with_keys(orch):
     async def body(t: Tools) -> None:
         existing = await t.ok("orchestration_create_task", content="fetch data", task_type="etl")
         batch = await t.ok(
@@ -474,8 +469,8 @@ def test_create_tasks_in_bulk_with_keys(mgr):
         )
         assert one["task_id"] == two["task_id"]
 
-    run_tools(mgr, body)
-    assert mgr.queue.get_queue_statistics().total_count == 5
+    run_tools(orch, body)
+    assert orch.queue.get_queue_statistics().total_count == 5
 
 
 # --------------------------------------------------------------------------- bad input
@@ -785,8 +780,8 @@ def _bad_inputs(ids: dict[str, str]) -> list[tuple[str, str, dict[str, Any], lis
     ]
 
 
-def test_bad_input_is_a_tool_error_and_changes_nothing(mgr):
-    queue, registry = mgr.queue, mgr.registry
+def test_bad_input_is_a_tool_error_and_changes_nothing(orch):
+    queue, registry = orch.queue, orch.registry
     registry.register_agent("w", ["python"], {"max_concurrent_tasks": 3})
     done = queue.create_task("done", "t")
     queue.assign_task(done, "w")
@@ -807,31 +802,31 @@ def test_bad_input_is_a_tool_error_and_changes_nothing(mgr):
         "bare string",
         "negative limit",
     }
-    before = snapshot(mgr)
+    before = snapshot(orch)
 
     async def body(t: Tools) -> None:
         for kind, name, arguments, words in cases:
             text = await t.error(name, **arguments)
             for word in words:
                 assert word.lower() in text.lower(), f"{kind}: {name}({arguments}) -> {text}"
-            assert snapshot(mgr) == before, f"{kind}: {name}({arguments}) changed data"
+            assert snapshot(orch) == before, f"{kind}: {name}({arguments}) changed data"
         # the server is still serving
         stats = await t.ok("orchestration_get_queue_statistics")
         assert stats["total_count"] == 3
 
-    run_tools(mgr, body)
-    assert snapshot(mgr) == before
+    run_tools(orch, body)
+    assert snapshot(orch) == before
 
 
 # --------------------------------------------------------------------------- concurrency
-def test_concurrent_claims_through_one_server_never_share_a_task(mgr):
+def test_concurrent_claims_through_one_server_never_share_a_task(orch):
     """Many clients at once on one server: every task is handed out exactly once."""
     for i in range(6):
-        mgr.registry.register_agent(f"w{i}", ["python"], {"max_concurrent_tasks": 50})
-    ids = mgr.queue.create_tasks(
+        orch.registry.register_agent(f"w{i}", ["python"], {"max_concurrent_tasks": 50})
+    ids = orch.queue.create_tasks(
         [{"content": f"t{i}", "task_type": "t", "requirements": ["python"]} for i in range(36)]
     )
-    server = build_server(mgr)
+    server = build_server(orch)
     taken: dict[str, list[str]] = {}
 
     async def worker(agent_id: str) -> None:
@@ -859,7 +854,7 @@ def test_concurrent_claims_through_one_server_never_share_a_task(mgr):
     assert sorted(handed_out) == sorted(ids)
     for agent_id, tasks in taken.items():
         for tid in tasks:
-            task = mgr.queue.get_task_status(tid)
+            task = orch.queue.get_task_status(tid)
             assert task.status.value == "completed" and task.assigned_to == agent_id
             assert task.result == agent_id
 
@@ -935,21 +930,21 @@ def test_a_stale_attempt_is_refused_and_changes_nothing(database_url):
         assert [t.assigned_to for t in orch.queue.query_tasks({})] == ["fresh"]
 
 
-def test_query_tasks_takes_created_after_without_a_zone_as_utc(mgr, make_clock):
+def test_query_tasks_takes_created_after_without_a_zone_as_utc(orch, make_clock):
     """The tool's description promises it; the library refuses naive datetimes."""
-    mgr.queue.clock = make_clock()
-    mgr.queue.create_task("late", "code")  # created at the fake clock's 12:00 UTC
+    orch.queue.clock = make_clock()
+    orch.queue.create_task("late", "code")  # created at the fake clock's 12:00 UTC
 
     async def body(t: Tools) -> None:
         for moment, count in (("2030-01-01T11:59:00", 1), ("2030-01-01T12:00:01", 0)):
             found = await t.ok("orchestration_query_tasks", created_after=moment)
             assert found["count"] == count, moment
 
-    run_tools(mgr, body)
+    run_tools(orch, body)
 
 
-def test_a_task_handed_back_is_pending_again_without_a_retry(mgr):
-    mgr.registry.register_agent("coder", ["python"])
+def test_a_task_handed_back_is_pending_again_without_a_retry(orch):
+    orch.registry.register_agent("coder", ["python"])
 
     async def body(t: Tools) -> None:
         created = await t.ok("orchestration_create_task", content="c", task_type="code")
@@ -962,6 +957,6 @@ def test_a_task_handed_back_is_pending_again_without_a_retry(mgr):
                           agent_id="coder", attempt=attempt, reason="shutting down")
         assert (back["task"]["status"], back["task"]["retry_count"]) == ("pending", 0)
 
-    run_tools(mgr, body)
-    history = mgr.queue.get_task_history(mgr.queue.query_tasks()[0].id)
+    run_tools(orch, body)
+    history = orch.queue.get_task_history(orch.queue.query_tasks()[0].id)
     assert history[-1]["detail"] == "released: shutting down"

@@ -41,6 +41,7 @@ from mcp.server import MCPServer
 from mcp.server.mcpserver.exceptions import ToolError, UnexpectedToolError
 from mcp.server.mcpserver.utilities.func_metadata import FuncMetadata
 from mcp.server.transport_security import TransportSecuritySettings
+from starlette.responses import JSONResponse
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from .. import __version__
@@ -197,21 +198,10 @@ class BearerTokenMiddleware:
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] in ("http", "websocket") and not self._authorized(scope):
-            body = json.dumps(
-                {"error": "unauthorized", "error_description": "send Authorization: Bearer <token>"}
-            ).encode()
-            await send(
-                {
-                    "type": "http.response.start",
-                    "status": 401,
-                    "headers": [
-                        (b"content-type", b"application/json"),
-                        (b"content-length", str(len(body)).encode()),
-                        (b"www-authenticate", b'Bearer realm="athena-orch"'),
-                    ],
-                }
-            )
-            await send({"type": "http.response.body", "body": body})
+            refusal = JSONResponse(
+                {"error": "unauthorized", "error_description": "send Authorization: Bearer <token>"},
+                status_code=401, headers={"www-authenticate": 'Bearer realm="athena-orch"'})
+            await refusal(scope, receive, send)
             return
         await self.app(scope, receive, send)
 
@@ -242,23 +232,10 @@ class RequireAcceptMiddleware:
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         needed = self.NEEDED.get(scope.get("method", "")) if scope["type"] == "http" else None
         if needed and not set(needed) <= _accepted(scope):
-            body = json.dumps(
-                {
-                    "error": "not_acceptable",
-                    "error_description": f"send Accept: {', '.join(needed)}",
-                }
-            ).encode()
-            await send(
-                {
-                    "type": "http.response.start",
-                    "status": 406,
-                    "headers": [
-                        (b"content-type", b"application/json"),
-                        (b"content-length", str(len(body)).encode()),
-                    ],
-                }
-            )
-            await send({"type": "http.response.body", "body": body})
+            refusal = JSONResponse({"error": "not_acceptable",
+                                    "error_description": f"send Accept: {', '.join(needed)}"},
+                                   status_code=406)
+            await refusal(scope, receive, send)
             return
         await self.app(scope, receive, send)
 

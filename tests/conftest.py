@@ -8,10 +8,8 @@ seed-compatible stores ``Database``, ``EpisodicStore``, ``GraphStore``, ``MetaSt
 from __future__ import annotations
 
 import os
-import tempfile
 import uuid
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 
 import pg_cluster
 import pytest
@@ -58,19 +56,8 @@ def postgres_server():
     if url:
         yield url
         return
-    if pg_cluster.server_bin() is None:
-        pytest.skip("PostgreSQL is not installed (Debian: apt-get install postgresql; "
-                    ".ci/run does it) and ATHENA_TEST_PG is not set")
-    folder = Path(tempfile.mkdtemp(prefix="athena-pg-"))
-    try:
-        url = pg_cluster.start(folder)
-    except Exception as exc:  # noqa: BLE001 - any failure to start is a reason to skip
-        pg_cluster.stop(folder)
-        pytest.skip(f"could not start a throw-away PostgreSQL cluster: {exc}")
-    try:
+    with pg_cluster.throwaway("ATHENA_TEST_PG is not set (.ci/run starts one)") as (url, _):
         yield url
-    finally:
-        pg_cluster.stop(folder)
 
 
 @pytest.fixture

@@ -17,6 +17,9 @@ import shutil
 import socket
 import subprocess
 import sys
+import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 USER = "athena"
@@ -84,6 +87,28 @@ def stop(folder: str | Path) -> None:
     subprocess.run(_as_owner([str(bindir / "pg_ctl"), "-D", str(data), "-m", "immediate",
                               "-w", "stop"]), check=False, capture_output=True)
 
+
+@contextmanager
+def throwaway(why: str) -> Iterator[tuple[str, Path]]:
+    """For a test: a cluster of its own, (URL, folder), stopped and removed afterwards. The
+    test skips, saying ``why`` it needs one, when it cannot be had."""
+    import pytest
+
+    if server_bin() is None:
+        pytest.skip(f"PostgreSQL's server binaries are not installed (Debian: apt-get "
+                    f"install postgresql), and {why}")
+    folder = Path(tempfile.mkdtemp(prefix="athena-pg-"))
+    try:
+        url = start(folder)
+    except Exception as exc:  # noqa: BLE001 - any failure to start is a reason to skip
+        stop(folder)
+        shutil.rmtree(folder, ignore_errors=True)
+        pytest.skip(f"could not start a throw-away PostgreSQL cluster: {exc}")
+    try:
+        yield url, folder
+    finally:
+        stop(folder)
+        shutil.rmtree(folder, ignore_errors=True)
 
 if __name__ == "__main__":
     action, where = sys.argv[1], sys.argv[2]

@@ -9,10 +9,8 @@ Everything runs against real databases, threads and processes.
 from __future__ import annotations
 
 import os
-import shutil
 import subprocess
 import sys
-import tempfile
 import threading
 import time
 import uuid
@@ -433,21 +431,8 @@ def _pg_ctl(folder: Path, *args: str) -> None:
 @pytest.fixture
 def own_cluster():
     """A throw-away PostgreSQL cluster of this test's own: (its URL, its folder)."""
-    if pg_cluster.server_bin() is None:
-        pytest.skip("PostgreSQL's server binaries are not installed (Debian: apt-get install "
-                    "postgresql), and this test must restart a server of its own")
-    folder = Path(tempfile.mkdtemp(prefix="athena-pg-restart-"))
-    try:
-        url = pg_cluster.start(folder)
-    except Exception as exc:  # noqa: BLE001 - any failure to start is a reason to skip
-        pg_cluster.stop(folder)
-        shutil.rmtree(folder, ignore_errors=True)
-        pytest.skip(f"could not start a throw-away PostgreSQL cluster: {exc}")
-    try:
-        yield url, folder
-    finally:
-        pg_cluster.stop(folder)
-        shutil.rmtree(folder, ignore_errors=True)
+    with pg_cluster.throwaway("this test must restart a server of its own") as cluster:
+        yield cluster
 
 
 def test_the_library_works_again_after_the_server_restarts(own_cluster):

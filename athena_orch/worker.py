@@ -157,7 +157,12 @@ class Worker:
             raise ValidationError(f"heartbeat_seconds must be shorter than the queue's "
                                   f"lease_seconds ({lease}), not {self.heartbeat_seconds}")
         self.poll_seconds = _seconds("poll_seconds", poll_seconds)
-        self._cond = threading.Condition()  # an RLock: a signal handler may take it again
+        # One lock (an RLock: a signal handler may take it again), two conditions: the
+        # claimer (and whoever waits for a stop) waits on _cond, the supervisor on _tick,
+        # woken only when its next wake-up (_tick_at) comes sooner.
+        lock = threading.RLock()
+        self._cond, self._tick = threading.Condition(lock), threading.Condition(lock)
+        self._tick_at = 0.0
         self._handlers: dict[str, _Handler] = {}
         self._default: _Handler | None = None
         if isinstance(handlers, Mapping):
@@ -284,6 +289,7 @@ class Worker:
                 self._stop_at = time.monotonic()
             self._hurry = self._hurry or hurry
             self._cond.notify_all()
+            self._tick.notify()
 
     def _on_signal(self, signum: int, frame: Any) -> None:
         """SIGINT / SIGTERM: stop gracefully; a second one ends the grace period at once."""
@@ -360,7 +366,7 @@ class Worker:
                 free = self.concurrency - len(self._jobs)
                 busy, settled = bool(self._jobs), self._settled
                 self._claimer_busy = True
-                self._cond.notify_all()  # outcomes that come in meanwhile: the supervisor's
+                self._tick.notify()  # outcomes that come in meanwhile: the supervisor's
             try:
                 tasks = self.orch.queue.claim_tasks(
                     self.agent_id, free, start=True, task_types=self.task_types,
@@ -413,8 +419,9 @@ class Worker:
         job = _Job(task, handler, None if limit is None else now + limit,
                    now + self.heartbeat_seconds)
         self._jobs.add(job)
-        self._dirty = True
-        self._cond.notify_all()  # the supervisor's next wake-up may be this job's deadline
+        self._changed()
+        if min(job.next_beat, job.deadline or job.next_beat) < self._tick_at:
+            self._tick.notify()  # its first heartbeat or its deadline comes sooner
         if handler.is_async:
             import asyncio
 
@@ -470,6 +477,8 @@ class Worker:
             job.state, job.value, job.error = _FINISHED, value, error
             job.duration_ms = round((time.perf_counter() - started) * 1000)
             self._cond.notify_all()
+            if self._claimer_busy:
+                self._tick.notify()
 
     def _event_loop(self) -> Any:
         """The worker's event loop for async handlers, started on first use."""
@@ -544,7 +553,8 @@ class Worker:
                         wake.append(self._stop_at + self.grace_seconds)
                     if self._dirty:
                         wake.append(self._drawn_at + REFRESH_SECONDS)
-                    self._cond.wait(max(0.0, min(wake, default=now + self.poll_seconds) - now))
+                    self._tick_at = min(wake, default=now + self.poll_seconds)
+                    self._tick.wait(max(0.0, self._tick_at - now))
                     continue
             for job in done:
                 self._settle(job, grace_over)
@@ -575,8 +585,8 @@ class Worker:
                 setattr(self._summary, outcome, getattr(self._summary, outcome) + 1)
             if error is not None:
                 self._summary.last_error = f"task {job.task.id}: {error.splitlines()[0]}"
-            self._dirty = True
             self._cond.notify_all()
+            self._changed()
 
     def _settle(self, job: _Job, grace_over: bool) -> None:
         """Complete the task with the handler's result, or fail it with its exception."""
@@ -607,6 +617,7 @@ class Worker:
             else:
                 with self._cond:
                     job.state, job.settle_at = _FINISHED, time.monotonic() + self.poll_seconds
+                    self._tick.notify()
 
     def _fail(self, job: _Job, error: str, retry: bool) -> None:
         error = _storable(error)
@@ -673,7 +684,14 @@ class Worker:
     def _count(self, outcome: str) -> None:
         with self._cond:
             setattr(self._summary, outcome, getattr(self._summary, outcome) + 1)
-            self._dirty = True
+            self._changed()
+
+    def _changed(self) -> None:
+        """The summary changed (under the lock): live widgets need a redraw, and a stopping
+        supervisor may be done."""
+        self._dirty = True
+        if self._widgets or self._stop_at is not None:
+            self._tick.notify()
 
     def _queue_call(self, what: str, call: Callable[[], Any]) -> None:
         try:
@@ -688,7 +706,7 @@ class Worker:
         with self._cond:
             self._summary.errors += 1
             self._summary.last_error = text
-            self._dirty = True
+            self._changed()
         if not isinstance(exc, OrchestrationError):  # a bug, not the database: show it
             log.error("worker %s: unexpected error", self.agent_id, exc_info=exc)
 

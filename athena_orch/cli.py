@@ -38,7 +38,7 @@ def build_parser() -> argparse.ArgumentParser:
     worker.add_argument("--capabilities", default=None, metavar="A,B",
                         help="register (or update) the agent with these capabilities; "
                              "without, it must be registered already")
-    worker.add_argument("--concurrency", type=int, default=1,
+    worker.add_argument("--concurrency", type=int, default=1, metavar="N",
                         help="tasks run at once (default 1)")
     worker.add_argument("--time-limit", type=float, default=None, metavar="SECONDS",
                         help="fail a task whose handler runs longer (default: no limit)")

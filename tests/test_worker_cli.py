@@ -121,6 +121,20 @@ def test_an_unregistered_agent_without_capabilities_is_exit_2(tmp_path, monkeypa
     assert "agent 'ghost' is not registered" in capsys.readouterr().err
 
 
+@pytest.mark.parametrize(("option", "message"), [
+    (["--concurrency", "0"], "concurrency must be at least 1"),
+    (["--time-limit", "-1"], "time_limit must be between"),
+    (["--grace", "nan"], "grace_seconds must be a number, not nan"),
+])
+def test_a_bad_setting_is_exit_2(tmp_path, monkeypatch, capsys, option, message):
+    monkeypatch.chdir(TESTS)
+    monkeypatch.setattr(sys, "path", list(sys.path))
+    code = main(["worker", "--db", str(tmp_path / "orch.duckdb"), "--agent", "bot",
+                 "--capabilities", "py", *option, "worker_handlers:HANDLERS"])
+    assert code == 2
+    assert message in capsys.readouterr().err
+
+
 # ---------------------------------------------------------------------- DuckDB file
 def test_until_idle_drains_a_file_and_prints_the_summary(tmp_path):
     db, journal = str(tmp_path / "orch.duckdb"), tmp_path / "journal"

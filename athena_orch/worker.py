@@ -262,8 +262,8 @@ class Worker:
 
     def stop(self, wait: bool = True) -> Summary:
         """Stop claiming, give running handlers ``grace_seconds`` to finish, then hand
-        their tasks back (``release_task``: no retry used). ``wait``: until it has stopped
-        (never from inside one of the worker's own handlers)."""
+        their tasks back (``release_task``: no retry used). ``wait``: until a worker begun
+        with :meth:`start` has stopped (never from inside one of its own handlers)."""
         self._request_stop()
         thread = self._thread
         if wait and thread is not None and thread is not threading.current_thread() \

@@ -437,6 +437,30 @@ def test_a_task_whose_lease_ran_out_elsewhere_is_dropped_at_the_next_heartbeat(f
     assert task.retry_count == 1
 
 
+def test_a_database_that_goes_away_is_counted_not_fatal(fast):
+    q = fast.queue
+    task_id = q.create_task("x", "t")
+    started, release = threading.Event(), threading.Event()
+
+    def handler(task):
+        started.set()
+        release.wait(PATIENCE)
+        return "done"
+
+    worker = make(fast, {"t": handler}, grace_seconds=0.2, heartbeat_seconds=0.05)
+    worker.start()
+    try:
+        assert started.wait(PATIENCE) and task_id
+        fast.close()  # every queue call fails from now on: claims, heartbeats, outcomes
+        release.set()
+        wait_until(lambda: worker.summary.errors >= 3, "the worker to keep trying")
+    finally:
+        release.set()
+        summary = worker.stop()
+    assert summary.completed == 0 and summary.running == 0
+    assert "is closed" in summary.last_error and not worker.is_running
+
+
 # ---------------------------------------------------------------------- stopping
 def test_stop_lets_a_running_handler_finish_within_the_grace_period(fast):
     q = fast.queue

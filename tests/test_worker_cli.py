@@ -88,6 +88,7 @@ def completions(orch, task_id: str) -> int:
     (":HANDLERS", "module:attribute"),
     ("worker_handlers:NOT_HANDLERS", "handlers must be a dict of task_type -> callable or one "
                                      "callable, not int"),
+    ("worker_handlers:EMPTY", "worker 'bot' has no handlers"),
 ])
 def test_a_handlers_path_that_does_not_resolve_is_exit_2(tmp_path, monkeypatch, capsys,
                                                           path, message):
@@ -119,6 +120,14 @@ def test_an_unregistered_agent_without_capabilities_is_exit_2(tmp_path, monkeypa
                  "worker_handlers:HANDLERS"])
     assert code == 2
     assert "agent 'ghost' is not registered" in capsys.readouterr().err
+
+
+def test_a_database_that_cannot_be_opened_is_exit_1(tmp_path, monkeypatch, capsys):
+    monkeypatch.chdir(TESTS)
+    monkeypatch.setattr(sys, "path", list(sys.path))
+    code = main(["worker", "--db", str(tmp_path), "--agent", "bot", "worker_handlers:HANDLERS"])
+    assert code == 1
+    assert f"cannot open {tmp_path}" in capsys.readouterr().err
 
 
 @pytest.mark.parametrize(("option", "message"), [

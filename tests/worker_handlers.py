@@ -17,6 +17,7 @@ import os
 import time
 
 NOT_HANDLERS = 42
+EMPTY: dict = {}
 
 
 def _note(event: str, task) -> None:

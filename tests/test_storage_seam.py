@@ -51,7 +51,7 @@ def test_every_named_query_binds_named_dollar_parameters():
     for query in queries().values():
         assert "?" not in query.text, query.name
     assert queries()["tasks_query"].params == (
-        "statuses", "agent_id", "task_type", "priority", "created_after", "limit")
+        "statuses", "agent_id", "task_type", "priority", "created_after", "limit", "offset")
 
 
 def test_database_errors_come_back_translated_and_chained():

@@ -33,7 +33,7 @@ bench: $(STAMP)
 	$(BIN)/python -m pip install -q -e ".[bench]"
 	$(BIN)/python benchmarks/run.py
 	$(BIN)/python benchmarks/scale_out.py
-	$(BIN)/python benchmarks/wakeups.py
+	$(BIN)/python benchmarks/worker.py
 
 lint: $(STAMP)
 	$(BIN)/ruff check athena_orch tests benchmarks notebooks

@@ -176,6 +176,29 @@ def in_process_latency(n: int) -> dict[str, tuple[float, float]]:
     return out
 
 
+def wake_only_latency(n: int) -> tuple[float, float]:
+    """The wake-up alone, without a claim: create_task returned -> a thread asleep on the
+    queue's wake-ups runs again (what a worker adds on top is its claim's cost)."""
+    with ao.connect() as orch:
+        wakeups, woke = orch.queue.wakeups, []
+
+        def sleeper() -> None:
+            for _ in range(n):
+                wakeups.wait(wakeups.generation, 30)
+                woke.append(time.perf_counter())
+
+        thread = threading.Thread(target=sleeper, daemon=True)
+        thread.start()
+        created = []
+        for i in range(n):
+            while wakeups.waiting == 0:
+                time.sleep(0.001)
+            orch.queue.create_task(str(i), "noop")
+            created.append(time.perf_counter())
+        thread.join(30)
+    return percentiles([b - a for a, b in zip(created, woke)])
+
+
 def serve(url: str, mode: str, out: str) -> None:
     """A worker process for the cross-process latency: journal time.time() at each start."""
     with ao.connect(url) as orch:
@@ -284,6 +307,11 @@ def main() -> int:
                   "unit": "ms"},
                  {"benchmark": f"wake-up, same process, DuckDB, {name}, p99", "value": p99,
                   "unit": "ms"}]
+    p50, p99 = wake_only_latency(samples)
+    rows += [{"benchmark": "  the wake-up alone (no claim), same process, p50", "value": p50,
+              "unit": "ms"},
+             {"benchmark": "  the wake-up alone (no claim), same process, p99", "value": p99,
+              "unit": "ms"}]
     if server:
         for name, (p50, p99) in cross_process_latency(server, samples).items():
             rows += [{"benchmark": f"wake-up, other process, PostgreSQL, {name}, p50",

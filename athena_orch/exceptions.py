@@ -69,6 +69,10 @@ class DuplicateTaskError(OrchestrationError):
     """An idempotency key was reused with different task content."""
 
 
+class WorkerError(OrchestrationError):
+    """A worker was asked for what it cannot do in its state (e.g. to start while it runs)."""
+
+
 class StorageError(OrchestrationError):
     """The database refused an operation; the original error is chained."""
 

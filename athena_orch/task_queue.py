@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import threading
 import time
 from collections import Counter
 from collections.abc import Callable, Iterable
@@ -322,19 +323,21 @@ class TaskQueue:
         return task
 
     def claim_task(self, agent_id: str, *, wait: float | None = None,
-                   task_types: list[str] | None = None) -> Task | None:
+                   task_types: list[str] | None = None,
+                   until: threading.Event | None = None) -> Task | None:
         """Atomically hand ``agent_id`` the best ready task it can do, or None.
 
         None also when the agent is inactive or at capacity; AgentNotFoundError when it is
         not registered. ``wait``: seconds to wait for a task when none is ready (woken as
-        soon as one may be); ``task_types``: only tasks of these types.
+        soon as one may be); ``task_types``: only tasks of these types; ``until``: see
+        ``claim_tasks``.
         """
-        tasks = self.claim_tasks(agent_id, 1, wait=wait, task_types=task_types)
+        tasks = self.claim_tasks(agent_id, 1, wait=wait, task_types=task_types, until=until)
         return tasks[0] if tasks else None
 
     def claim_tasks(self, agent_id: str, n: int, *, start: bool = False,
-                    wait: float | None = None, task_types: list[str] | None = None
-                    ) -> list[Task]:
+                    wait: float | None = None, task_types: list[str] | None = None,
+                    until: threading.Event | None = None) -> list[Task]:
         """Claim up to ``n`` ready tasks at once (never past the agent's free capacity), in
         queue order; with ``start=True`` they are started too (the bulk worker's path).
 
@@ -342,18 +345,22 @@ class TaskQueue:
         task ready (in this process at once; from other processes through PostgreSQL
         NOTIFY) and tries again, for at most ``wait`` seconds; it re-checks every
         ``wait_poll_seconds`` anyway (back-offs that run out, a missed notification).
+        ``until``: an event that ends the wait early once set (a worker stopping); set it,
+        then ``queue.wakeups.notify()``, to end a wait at once.
         """
         agent_id = v.text("agent_id", agent_id)
         n = v.non_negative_int("n", n)
         start = v.boolean("start", start)
         wait = 0.0 if wait is None else v.number("wait", wait, high=MAX_WAIT_SECONDS)
         task_types = None if task_types is None else v.string_list("task_types", task_types)
+        if until is not None and not isinstance(until, threading.Event):
+            raise ValidationError(f"until must be a threading.Event, not {shown(until)}")
         deadline = time.monotonic() + wait
         while True:
             seen = self.wakeups.generation
             tasks = self.db.atomic(self._claim, agent_id, n, start, task_types)
             left = deadline - time.monotonic()
-            if tasks or not n or left <= 0:
+            if tasks or not n or left <= 0 or (until is not None and until.is_set()):
                 return tasks
             self.wakeups.wait(seen, min(left, self.wait_poll_seconds))
 

@@ -190,3 +190,14 @@ def test_a_notify_from_another_schema_wakes_no_one_here(database_url):
         assert waiter.is_alive()
         orch.queue.create_task("here", "code")
         assert waiter.result().content == "here"
+
+
+def test_a_wait_ends_early_once_its_until_event_is_set(quiet):
+    stopping = threading.Event()
+    waiter = _wait_for(quiet, until=stopping)
+    stopping.set()
+    quiet.queue.wakeups.notify()
+    assert waiter.result() is None
+    assert quiet.queue.claim_task("alice", wait=5, until=stopping) is None  # set: no wait
+    with pytest.raises(ValidationError, match="until must be a threading.Event"):
+        quiet.queue.claim_task("alice", wait=1, until=True)

@@ -4,6 +4,10 @@ manager, plus the small building blocks the widgets reuse.
 Every user-supplied string (ids, content, capabilities, errors, reasons, metadata) goes
 through :func:`esc`, so a task called ``<script>`` shows as text and runs nothing. Styles
 are inline so the output looks the same in JupyterLab, classic Notebook, VS Code and Voila.
+Colours follow JupyterLab's theme (its ``--jp-*`` CSS variables, light fallbacks elsewhere),
+and every element that sets a text colour sets its background from the same source, so no
+text is ever drawn in one theme's colour on the other theme's background. Badges carry
+their own dark background and white text, readable in any theme.
 Output depends only on the object shown (no clock, no randomness), so notebooks that
 display these objects give the same HTML on every run.
 """
@@ -32,14 +36,29 @@ STATUS_COLOURS = {
     "cancelled": "#374151",
 }
 PRIORITY_COLOURS = {"high": "#b91c1c", "medium": "#b45309", "low": "#4b5563"}
+# Theme pairs: text and background always come from the same theme (JupyterLab's variables,
+# else these light fallbacks).
+TEXT = "var(--jp-ui-font-color1, #1f2937)"
+MUTED = "var(--jp-ui-font-color2, #4b5563)"
+BACKGROUND = "var(--jp-layout-color0, #ffffff)"
+RAISED = "var(--jp-layout-color2, #e5e7eb)"
+BORDER = "var(--jp-border-color1, #d1d5db)"
+ERROR = "var(--jp-error-color1, #b91c1c)"
+SUCCESS = "var(--jp-success-color1, #15803d)"
+BRAND = "var(--jp-brand-color1, #2563eb)"
+THEMED = f"color: {TEXT}; background: {BACKGROUND};"
+HIGHLIGHT = (
+    f"background: {RAISED}; color: var(--jp-ui-font-color0, #111827); font-weight: 600; "
+    f"box-shadow: inset 4px 0 0 {BRAND};"
+)
 _BOX = (
     "font-family: system-ui, sans-serif; font-size: 13px; line-height: 1.35; "
-    "border: 1px solid #d1d5db; border-radius: 6px; padding: 6px 10px; "
-    "display: inline-block; max-width: 56em;"
+    f"border: 1px solid {BORDER}; border-radius: 6px; padding: 6px 10px; "
+    f"display: inline-block; max-width: 56em; {THEMED}"
 )
 _TABLE = "border-collapse: collapse; margin-top: 4px;"
 _TH = (
-    "text-align: left; padding: 1px 10px 1px 0; color: #6b7280; font-weight: normal; "
+    f"text-align: left; padding: 1px 10px 1px 0; color: {MUTED}; font-weight: normal; "
     "vertical-align: top; white-space: nowrap;"
 )
 _TD = "text-align: left; padding: 1px 10px 1px 0; vertical-align: top;"
@@ -50,20 +69,36 @@ def esc(value: Any) -> str:
     return html.escape("" if value is None else str(value), quote=True)
 
 
+def muted(text: str) -> str:
+    """Secondary text (none, nobody, no history) in the theme's second text colour."""
+    return f'<span style="color:{MUTED}">{esc(text)}</span>'
+
+
+def flagged(text: str, colour: str) -> str:
+    """Text in the theme's text colour marked by a coloured rule: red or green text would
+    be too faint on one of the themes."""
+    return (
+        f'<span style="color:{TEXT}; border-left:3px solid {colour}; padding-left:4px">'
+        f"{esc(text)}</span>"
+    )
+
+
 def short_id(value: str | None, length: int = 8) -> str:
     """The first characters of an id, the full id in a tooltip."""
     if value is None:
-        return '<span style="color:#9ca3af">none</span>'
+        return muted("none")
     text = str(value)
     shown = text if len(text) <= length else text[:length] + "…"
     return f'<code title="{esc(text)}">{esc(shown)}</code>'
 
 
 def badge(text: Any, colour: str = "#6b7280", faded: bool = False) -> str:
-    fade = " opacity:0.4;" if faded else ""
+    """A pill with its own background and text colour (white on a dark colour, >= 4.5:1);
+    a faded one (e.g. a zero count) takes the chip colours instead."""
+    fill = f"background:{RAISED}; color:{TEXT}" if faded else f"background:{colour}; color:white"
     return (
-        f'<span style="background:{colour}; color:white; border-radius:9px; '
-        f'padding:0 7px; font-size:11px; white-space:nowrap;{fade}">{esc(text)}</span>'
+        f'<span class="athena-badge" style="{fill}; border-radius:9px; '
+        f'padding:0 7px; font-size:11px; white-space:nowrap;">{esc(text)}</span>'
     )
 
 
@@ -79,21 +114,22 @@ def priority_badge(priority: str) -> str:
 def chips(items: Iterable[Any], empty: str = "none") -> str:
     """A list of strings as small grey chips."""
     out = [
-        f'<span style="background:#e5e7eb; border-radius:4px; padding:0 5px; '
-        f'margin-right:3px; white-space:nowrap;">{esc(i)}</span>'
+        f'<span class="athena-chip" style="background:{RAISED}; color:{TEXT}; '
+        f'border-radius:4px; padding:0 5px; margin-right:3px; white-space:nowrap;">'
+        f"{esc(i)}</span>"
         for i in items
     ]
-    return " ".join(out) or f'<span style="color:#9ca3af">{esc(empty)}</span>'
+    return " ".join(out) or muted(empty)
 
 
-def bar(fraction: float, width_px: int = 80, colour: str = "#2563eb") -> str:
+def bar(fraction: float, width_px: int = 80, colour: str = BRAND) -> str:
     """A horizontal bar for a value in [0, 1] (clipped)."""
     if fraction is None or (isinstance(fraction, float) and math.isnan(fraction)):
         fraction = 0.0
     fill = round(max(0.0, min(1.0, float(fraction))) * width_px)
     return (
         f'<span style="display:inline-block; width:{width_px}px; height:8px; '
-        f'background:#e5e7eb; vertical-align:middle;"><span style="display:block; '
+        f'background:{RAISED}; vertical-align:middle;"><span style="display:block; '
         f'width:{fill}px; height:8px; background:{colour};"></span></span>'
     )
 
@@ -107,16 +143,15 @@ def _rows(rows: Sequence[tuple[str, str]]) -> str:
 
 
 def duration(ms: float | None) -> str:
-    """Milliseconds for people: 850 ms, 12.5 s, 25 min, 3.2 h."""
-    if ms is None or (isinstance(ms, float) and math.isnan(ms)):
+    """Milliseconds for people: 850 ms, 1.5 s, 12 s, 25 min, 3.2 h (a decimal only below
+    10); blank for a missing value."""
+    if ms is None or ms is pd.NA or (isinstance(ms, float) and math.isnan(ms)):
         return ""
     if ms < 1_000:
         return f"{ms:,.0f} ms"
-    if ms < 60_000:
-        return f"{ms / 1_000:.1f} s"
-    if ms < 3_600_000:
-        return f"{ms / 60_000:.1f} min"
-    return f"{ms / 3_600_000:.1f} h"
+    size, unit = next(u for u in ((3_600_000, "h"), (60_000, "min"), (1_000, "s")) if ms >= u[0])
+    value = ms / size
+    return f"{value:.1f} {unit}" if value < 9.95 else f"{value:,.0f} {unit}"
 
 
 def _clip(text: str | None, limit: int = 200) -> str:
@@ -137,14 +172,13 @@ def task_html(task: Task) -> str:
         ("requirements", chips(task.requirements)),
         (
             "dependencies",
-            " ".join(short_id(d) for d in task.dependencies)
-            or '<span style="color:#9ca3af">none</span>',
+            " ".join(short_id(d) for d in task.dependencies) or muted("none"),
         ),
         (
             "assigned to",
             f"{esc(task.assigned_to)} (attempt {task.attempt})"
             if task.assigned_to
-            else '<span style="color:#9ca3af">nobody</span>',
+            else muted("nobody"),
         ),
         ("retries", f"{task.retry_count} of {task.max_retries}"),
     ]
@@ -153,7 +187,7 @@ def task_html(task: Task) -> str:
     if task.blocked_by:
         rows.append(("blocked by", short_id(task.blocked_by)))
     if task.error:
-        rows.append(("error", f'<span style="color:#b91c1c">{esc(_clip(task.error))}</span>'))
+        rows.append(("error", flagged(_clip(task.error), ERROR)))
     if task.result is not None:
         rows.append(("result", esc(_clip(task.result))))
     head = (
@@ -177,13 +211,13 @@ def agent_html(agent: Agent) -> str:
         (
             "success rate",
             f"{agent.success_rate:.0%} of {finished} finished "
-            f"({agent.total_completed} completed, {agent.total_failed} failed)",
+            f"({agent.total_completed} completed, {agent.total_failed} failed)"
+            if finished
+            else muted("no task finished yet"),
         ),
         (
             "avg completion",
-            duration(agent.avg_completion_ms)
-            if agent.total_completed
-            else '<span style="color:#9ca3af">no history</span>',
+            duration(agent.avg_completion_ms) if agent.total_completed else muted("no history"),
         ),
     ]
     if agent.metadata:
@@ -198,12 +232,12 @@ def decision_html(decision: RoutingDecision, top: int = 5) -> str:
     chosen = (
         f"<code>{esc(decision.selected_agent)}</code>"
         if decision.selected_agent
-        else '<span style="color:#b91c1c">no agent</span>'
+        else flagged("no agent", ERROR)
     )
     ranked = sorted(decision.scores.items(), key=lambda kv: (-kv[1], kv[0]))[:top]
     lines = "".join(
         f'<tr><td style="{_TD}"><code>{esc(a)}</code></td><td style="{_TD}">'
-        f"{bar(s, colour='#15803d' if a == decision.selected_agent else '#2563eb')}</td>"
+        f"{bar(s, colour=SUCCESS if a == decision.selected_agent else BRAND)}</td>"
         f'<td style="{_TD}">{s:.3f}</td></tr>'
         for a, s in ranked
     )
@@ -217,7 +251,7 @@ def decision_html(decision: RoutingDecision, top: int = 5) -> str:
     more = len(decision.scores) - len(ranked)
     table = f'<table style="{_TABLE}">{lines}</table>' if lines else ""
     if more > 0:
-        table += f'<div style="color:#6b7280">… and {more} more eligible</div>'
+        table += f"<div>{muted(f'… and {more} more eligible')}</div>"
     head = f"<b>Routing decision</b> → {chosen}"
     return f'<div class="athena-decision" style="{_BOX}">{head}{_rows(rows)}{table}</div>'
 
@@ -239,11 +273,17 @@ def manager_html(orch: OrchestrationManager) -> str:
     stats = orch.queue.get_queue_statistics()
     agents = orch.registry.get_agent_statistics()
     path = orch.path
+    finished = stats.completed_count + stats.failed_count
     where = "in memory" if path in (":memory:", "") else f"<code>{esc(path)}</code>"
     rows = [
         ("database", where),
         ("tasks", f"{stats.total_count} — {status_counts_html(stats.by_status())}"),
-        ("success rate", f"{stats.success_rate:.0%} of finished tasks"),
+        (
+            "success rate",
+            f"{stats.success_rate:.0%} of {finished} finished"
+            if finished
+            else muted("no task finished yet"),
+        ),
         (
             "agents",
             f"{agents.total_agents} ({agents.active_agents} active), load "
@@ -291,33 +331,38 @@ def frame_html(
     columns = list(columns) if columns is not None else list(frame.columns)
     cells = cells or {}
     if frame.empty:
-        return f'<div style="color:#6b7280; font-style:italic">{esc(empty)}</div>'
+        return f'<div style="font-style:italic; {THEMED}">{muted(empty)}</div>'
     head = "".join(
-        f'<th style="{_TH} border-bottom:1px solid #d1d5db;">{esc(c)}</th>' for c in columns
+        f'<th style="{_TH} border-bottom:1px solid {BORDER};">{esc(c)}</th>' for c in columns
     )
     body = []
     for _, row in frame.head(max_rows).iterrows():
         flag = highlight(row) if highlight is not None else False
-        tint = ' style="background:#ecfdf5"' if flag is not pd.NA and bool(flag) else ""
+        tint = (
+            f' class="athena-highlight" style="{HIGHLIGHT}"' if flag is not pd.NA and flag else ""
+        )
         tds = "".join(
             f'<td style="{_TD}">{cells[c](row[c]) if c in cells else _cell(row[c])}</td>'
             for c in columns
         )
         body.append(f"<tr{tint}>{tds}</tr>")
     more = len(frame) - max_rows
-    tail = f'<div style="color:#6b7280">… {more} more rows</div>' if more > 0 else ""
+    tail = f'<div style="{THEMED}">{muted(f"… {more} more rows")}</div>' if more > 0 else ""
     return (
         f'<table class="athena-frame" style="{_TABLE} font-family: system-ui, sans-serif; '
-        f'font-size: 12px;"><thead><tr>{head}</tr></thead><tbody>{"".join(body)}</tbody>'
+        f'font-size: 12px; {THEMED}"><thead><tr>{head}</tr></thead><tbody>{"".join(body)}</tbody>'
         f"</table>{tail}"
     )
 
 
 def message_html(text: str, kind: str = "info") -> str:
-    """A one-line message for a form: kind is 'info', 'ok' or 'error'."""
-    colour = {"ok": "#15803d", "error": "#b91c1c"}.get(kind, "#374151")
+    """A one-line message for a form: kind is 'info', 'ok' or 'error'. The text is in the
+    theme's text colour; only the icon and the left rule carry green or red."""
+    colour = {"ok": SUCCESS, "error": ERROR}.get(kind, BORDER)
     icon = {"ok": "✔ ", "error": "✖ "}.get(kind, "")
     return (
-        f'<div class="athena-message-{esc(kind)}" style="color:{colour}; '
-        f'font-family: system-ui, sans-serif; font-size: 13px;">{icon}{esc(text)}</div>'
+        f'<div class="athena-message-{esc(kind)}" style="{THEMED} '
+        f"border-left: 3px solid {colour}; padding-left: 6px; "
+        f'font-family: system-ui, sans-serif; font-size: 13px;">'
+        f'<span style="color:{colour}">{icon}</span>{esc(text)}</div>'
     )

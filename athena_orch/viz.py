@@ -5,6 +5,10 @@ Each function draws on the Axes it is given, or on a new ``matplotlib.figure.Fig
 ending the cell with ``ax.figure``. Matplotlib is imported when a function is first
 called; ``import athena_orch`` never imports this module.
 
+Sizes are chosen for a notebook: new figures are at most 9 inches wide (900 px at
+matplotlib's default 100 dpi, so a notebook column does not shrink them) and no text is
+smaller than 10 points (10 px even at 72 dpi).
+
     from athena_orch import viz
     viz.plot_dependency_dag(orch.queue)
     viz.plot_capability_graph(orch.registry)
@@ -39,6 +43,10 @@ STATE_COLORS = {
     "cancelled": "#756bb1",
 }
 STATE_ORDER = list(STATE_COLORS)
+FONT_SIZE = 10  # points: the smallest text any plot writes
+WIDTH = 9.0  # inches: the widest new figure
+BAND_HEIGHT = 0.8  # of the 1.0 each state's band of the queue-over-time plot gets
+NOTE_CHARS = 48  # an exclusion note longer than this is cut (it must fit in the axes)
 COMPONENT_COLORS = {
     "track_record": "#1b9e77",
     "headroom": "#7570b3",
@@ -88,16 +96,26 @@ def dag_layout(graph: nx.DiGraph) -> dict[Any, tuple[float, float]]:
 
 
 def plot_dependency_dag(
-    queue: TaskQueue, ax: Axes | None = None, *, labels: bool | None = None
+    queue: TaskQueue,
+    ax: Axes | None = None,
+    *,
+    labels: bool | None = None,
+    max_tasks: int = 150,
 ) -> Axes:
     """The task DAG from ``queue.dependency_graph()``, one dot per task coloured by state,
     dependencies to the left of the tasks that wait on them. One scatter per state (with
     its count in the legend) and one line collection for the edges. ``labels`` writes task
-    types next to the dots (default: only for 40 tasks or fewer)."""
+    types next to the dots (default: only for 40 tasks or fewer).
+
+    Above ``max_tasks`` tasks single dots and edges are a hairball, so the same layers are
+    drawn as :func:`plot_dag_layers` instead: tasks per dependency depth, stacked by state.
+    """
     from matplotlib.collections import LineCollection
 
     graph = queue.dependency_graph()
-    ax = _axes(ax, (12, 6))
+    if len(graph) > max_tasks:
+        return plot_dag_layers(graph, ax)
+    ax = _axes(ax, (WIDTH, 5))
     pos = dag_layout(graph)
     if graph.number_of_edges():
         segments = [(pos[u], pos[v]) for u, v in graph.edges]
@@ -129,7 +147,7 @@ def plot_dependency_dag(
                 (x, y),
                 xytext=(4, 3),
                 textcoords="offset points",
-                fontsize=7,
+                fontsize=FONT_SIZE,
                 color="#444444",
             )
     ax.set_title(
@@ -140,8 +158,45 @@ def plot_dependency_dag(
     for side in ("top", "right", "left"):
         ax.spines[side].set_visible(False)
     if len(graph):
-        ax.legend(loc="upper left", bbox_to_anchor=(1.0, 1.0), frameon=False, fontsize=8)
+        ax.legend(loc="upper left", bbox_to_anchor=(1.0, 1.0), frameon=False, fontsize=FONT_SIZE)
         ax.autoscale_view()
+    return ax
+
+
+def plot_dag_layers(graph: nx.DiGraph, ax: Axes | None = None) -> Axes:
+    """A large task DAG as one bar per dependency depth (its topological generation),
+    stacked by state: how deep the graph is, and at which depth tasks fail or are blocked.
+    One bar container per state that occurs, in ``STATE_ORDER``."""
+    ax = _axes(ax, (WIDTH, 4))
+    statuses = nx.get_node_attributes(graph, "status")
+    layers = [
+        pd.Series([statuses.get(n, "pending") for n in generation]).value_counts()
+        for generation in nx.topological_generations(graph)
+    ]
+    counts = pd.DataFrame(layers).reindex(columns=STATE_ORDER).fillna(0).astype(int)
+    bottom = np.zeros(len(counts))
+    for state in STATE_ORDER:
+        column = counts[state].to_numpy() if len(counts) else np.zeros(0)
+        if column.any():
+            ax.bar(
+                np.arange(len(counts)),
+                column,
+                bottom=bottom,
+                color=STATE_COLORS[state],
+                label=f"{state} ({column.sum()})",
+                width=0.8,
+            )
+            bottom += column
+    ax.set_title(
+        f"Task dependency graph by depth ({len(graph)} tasks, "
+        f"{graph.number_of_edges()} dependencies)"
+    )
+    ax.set_xlabel("dependency depth (0: tasks that wait on nothing)")
+    ax.set_ylabel("tasks")
+    ax.xaxis.get_major_locator().set_params(integer=True)
+    ax.grid(axis="y", alpha=0.3)
+    if len(counts):
+        ax.legend(loc="upper left", bbox_to_anchor=(1.0, 1.0), frameon=False, fontsize=FONT_SIZE)
     return ax
 
 
@@ -161,7 +216,7 @@ def plot_capability_graph(registry: AgentRegistry, ax: Axes | None = None) -> Ax
         (n for n, d in graph.nodes(data=True) if d.get("kind") == "capability"),
         key=lambda n: (-graph.degree(n), graph.nodes[n]["name"]),
     )
-    ax = _axes(ax, (9, max(4.0, 0.35 * max(len(agents), len(capabilities)))))
+    ax = _axes(ax, (WIDTH, max(4.0, 0.35 * max(len(agents), len(capabilities)))))
 
     def column(nodes: list[Any], x: float) -> dict[Any, tuple[float, float]]:
         offset = (len(nodes) - 1) / 2
@@ -201,7 +256,7 @@ def plot_capability_graph(registry: AgentRegistry, ax: Axes | None = None) -> Ax
                 f"{name} ({int(n)} done)",
                 (x, y),
                 xytext=(-10, 0),
-                fontsize=8,
+                fontsize=FONT_SIZE,
                 textcoords="offset points",
                 ha="right",
                 va="center",
@@ -224,7 +279,7 @@ def plot_capability_graph(registry: AgentRegistry, ax: Axes | None = None) -> Ax
                 f"{graph.nodes[node]['name']} ({int(d)})",
                 (x, y),
                 xytext=(10, 0),
-                fontsize=8,
+                fontsize=FONT_SIZE,
                 textcoords="offset points",
                 ha="left",
                 va="center",
@@ -246,14 +301,16 @@ def plot_score_breakdown(
     """Stacked horizontal bars, one per agent of ``router.explain(task)``: each score
     component times its share of the weights, so a bar's length is the agent's score.
     Pass ``weights=router.weights`` if you changed them (default: the router's defaults).
-    Agents the router excluded are faded, with the reason at the end of the bar. One bar
-    container per component, in ``capability_router.COMPONENTS`` order."""
+    Agents the router excluded are faded, with the reason written inside the axes at the
+    right (on a pale box over the faded bar, cut to ``NOTE_CHARS`` characters: the whole
+    reason is in the frame). One bar container per component, in
+    ``capability_router.COMPONENTS`` order."""
     from .capability_router import COMPONENTS, DEFAULT_WEIGHTS
 
     weights = dict(DEFAULT_WEIGHTS if weights is None else weights)
     total = sum(weights.values()) or 1.0
     frame = explain_frame.reset_index(drop=True)
-    ax = _axes(ax, (9, max(2.5, 0.45 * len(frame) + 1)))
+    ax = _axes(ax, (WIDTH, max(2.5, 0.45 * len(frame) + 1)))
     y = np.arange(len(frame))[::-1]
     eligible = frame["excluded_reason"].fillna("").eq("").to_numpy() if len(frame) else []
     left = np.zeros(len(frame))
@@ -272,16 +329,20 @@ def plot_score_breakdown(
             if not ok:
                 bar.set_alpha(0.3)
         left += part
-    for yi, end, reason in zip(y, left, frame.get("excluded_reason", [])):
+    for yi, reason in zip(y, frame.get("excluded_reason", [])):
         if reason:
-            ax.annotate(
-                str(reason),
-                (end, yi),
-                xytext=(4, 0),
-                textcoords="offset points",
+            note = str(reason)
+            ax.text(
+                0.99,
+                yi,
+                note if len(note) <= NOTE_CHARS else note[: NOTE_CHARS - 1] + "…",
+                transform=ax.get_yaxis_transform(),
+                ha="right",
                 va="center",
-                fontsize=7,
-                color="#666666",
+                fontsize=FONT_SIZE,
+                color="#333333",
+                clip_on=True,
+                bbox={"facecolor": "white", "alpha": 0.8, "edgecolor": "none", "pad": 1},
             )
     ax.set_yticks(
         y,
@@ -293,7 +354,7 @@ def plot_score_breakdown(
     ax.set_xlim(0, 1.0)
     ax.set_xlabel("score = sum of weighted components (faded: excluded, with the reason)")
     ax.set_title(title or "Routing score breakdown per candidate")
-    ax.legend(loc="upper left", bbox_to_anchor=(1.0, 1.0), fontsize=8, frameon=False)
+    ax.legend(loc="upper left", bbox_to_anchor=(1.0, 1.0), fontsize=FONT_SIZE, frameon=False)
     return ax
 
 
@@ -317,27 +378,50 @@ def state_counts_over_time(history: pd.DataFrame) -> pd.DataFrame:
 def plot_queue_over_time(
     queue: TaskQueue, ax: Axes | None = None, *, history: pd.DataFrame | None = None
 ) -> Axes:
-    """How many tasks were in each state over time (a step line per state that occurs),
-    replayed from ``queue.history_frame()`` (or the ``history`` you pass)."""
+    """How many tasks were in each state over time, replayed from
+    ``queue.history_frame()`` (or the ``history`` you pass).
+
+    One band per state that occurs, each scaled to its own peak (written at the right with
+    the last count): on one shared axis a state that peaks at 3 tasks would be a flat line
+    under one that peaks at 200. Each band is a step line whose data are the real counts
+    (its transform does the scaling)."""
+    from matplotlib.transforms import Affine2D
+
     history = queue.history_frame() if history is None else history
     counts = state_counts_over_time(history)
-    ax = _axes(ax, (10, 4))
-    if len(counts):
+    states = [s for s in STATE_ORDER if len(counts) and counts[s].to_numpy().any()]
+    ax = _axes(ax, (WIDTH, max(2.5, 0.75 * len(states) + 1)))
+    if states:
         seconds = (counts.index - counts.index[0]).total_seconds()
-        for state in STATE_ORDER:
+        for row, state in enumerate(states):
             column = counts[state].to_numpy()
-            if column.any():
-                ax.plot(
-                    seconds,
-                    column,
-                    drawstyle="steps-post",
-                    color=STATE_COLORS[state],
-                    label=state,
-                    linewidth=1.6,
-                )
-        ax.legend(loc="upper left", bbox_to_anchor=(1.0, 1.0), frameon=False, fontsize=8)
+            peak = int(column.max())
+            band = len(states) - 1 - row  # the first state on top
+            to_band = Affine2D().scale(1.0, BAND_HEIGHT / peak).translate(0.0, band)
+            ax.axhline(band, color="#dddddd", linewidth=0.8)
+            ax.plot(
+                seconds,
+                column,
+                drawstyle="steps-post",
+                color=STATE_COLORS[state],
+                label=state,
+                linewidth=1.8,
+                transform=to_band + ax.transData,
+            )
+            ax.text(
+                1.01,
+                band + BAND_HEIGHT / 2,
+                f"now {int(column[-1])}, peak {peak}",
+                transform=ax.get_yaxis_transform(),
+                va="center",
+                fontsize=FONT_SIZE,
+            )
+        ax.set_yticks(range(len(states)), states[::-1])
+        ax.set_ylim(-0.15, len(states) - 0.1)
+        ax.set_xlim(0, max(float(seconds[-1]), 1.0))
+    else:
+        ax.set_yticks([])
     ax.set_xlabel("seconds since the first task was created")
-    ax.set_ylabel("tasks")
-    ax.set_title("Tasks per state over time")
-    ax.grid(alpha=0.3)
+    ax.set_title("Tasks per state over time (each state scaled to its own peak)")
+    ax.grid(axis="x", alpha=0.3)
     return ax

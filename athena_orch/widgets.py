@@ -506,9 +506,9 @@ def _moved_cell(value: Any) -> str:
         return ""
     value = int(value)
     if value > 0:
-        return f'<span style="color:#15803d">▲ {value}</span>'
+        return f'<span style="color:{d.SUCCESS}">▲</span> {value}'
     if value < 0:
-        return f'<span style="color:#b91c1c">▼ {-value}</span>'
+        return f'<span style="color:{d.ERROR}">▼</span> {-value}'
     return "="
 
 
@@ -576,7 +576,7 @@ class TaskBoard(_Form):
         """Re-read counts, agents and tasks from the store."""
         stats = self.orch.queue.get_queue_statistics()
         self.counts.value = (
-            f'<div style="font-family: system-ui, sans-serif">'
+            f'<div style="font-family: system-ui, sans-serif; {d.THEMED}">'
             f"{stats.total_count} tasks: "
             f"{d.status_counts_html(stats.by_status())}</div>"
         )

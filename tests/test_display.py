@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import html
+import re
+import subprocess
+import sys
 
 import pandas as pd
 import pytest
@@ -12,8 +15,6 @@ from athena_orch import display
 from athena_orch.models import Agent, RoutingDecision, Task, TaskStatus
 
 EVIL = '<script>alert("x")</script>'
-
-
 
 
 def test_task_html_shows_fields_and_escapes_user_strings(orch):
@@ -85,10 +86,12 @@ def test_paused_agent_html():
     ("ms", "text"),
     [
         (850, "850 ms"),
-        (12_500, "12.5 s"),
-        (1_500_000, "25.0 min"),
+        (1_500, "1.5 s"),
+        (23_000, "23 s"),
+        (1_380_000, "23 min"),
         (11_520_000, "3.2 h"),
         (None, ""),
+        (pd.NA, ""),
     ],
 )
 def test_duration(ms, text):
@@ -144,7 +147,7 @@ def test_frame_html_escapes_and_formats():
     out = display.frame_html(frame, highlight=lambda row: row["name"] == "b")
     assert "<script>" not in out and "&lt;y&gt;" in out
     assert "0.123" in out and "✓" in out
-    assert out.count("background:#ecfdf5") == 1
+    assert out.count('class="athena-highlight"') == 1
     assert "no rows" in display.frame_html(frame.iloc[:0])
     assert "1 more rows" in display.frame_html(frame, max_rows=1)
 
@@ -158,3 +161,131 @@ def test_status_counts_cover_every_state():
     out = display.status_counts_html({"pending": 2})
     for status in TaskStatus:
         assert status.value in out
+
+
+def test_nothing_finished_is_said_not_counted_as_100_percent(orch):
+    out = display.agent_html(Agent(id="a", total_completed=0, total_failed=0, success_rate=1.0))
+    assert "no task finished yet" in out and "100%" not in out
+    orch.queue.create_task("one", "x")
+    out = orch._repr_html_()
+    assert "no task finished yet" in out and "100%" not in out
+
+
+# --------------------------------------------------------------------------- theme
+
+
+def _styles(out: str) -> list[str]:
+    return re.findall(r'style="([^"]*)"', out)
+
+
+def _all_displays(orch) -> list[str]:
+    orch.registry.register_agent("bot", ["python"], {"max_concurrent_tasks": 2})
+    orch.registry.register_agent("idle", ["python"], {"active": False})
+    tid = orch.queue.create_task("c", "x", requirements=["python", "web"])
+    task = orch.queue.get_task_status(tid)
+    failed = Task(id="t", content="c", task_type="x", status=TaskStatus.FAILED, error="boom")
+    frame = orch.router.explain(task)
+    return [
+        display.task_html(task),
+        display.task_html(failed),
+        display.agent_html(orch.registry.get_agent("bot")),
+        display.decision_html(orch.router.decide(task)),
+        display.decision_html(RoutingDecision(selected_agent=None, reason="none")),
+        orch._repr_html_(),
+        display.frame_html(frame, highlight=lambda row: row["agent_id"] == "bot", max_rows=1),
+        display.frame_html(frame.iloc[:0]),
+        *(display.message_html("m", kind) for kind in ("info", "ok", "error")),
+    ]
+
+
+def test_text_colours_follow_the_theme_or_bring_their_own_background(orch):
+    """A fixed text colour on an inherited background is unreadable in one of the themes:
+    every text colour is a JupyterLab variable, or white on the element's own background."""
+    for out in _all_displays(orch):
+        for style in _styles(out):
+            colours = re.findall(r"(?:^|[;\s])color:\s*([^;]+)", style)
+            for colour in colours:
+                if colour.strip() == "white":
+                    assert re.search(r"background:\s*#[0-9a-f]{6}", style), style
+                else:
+                    assert colour.strip().startswith("var(--jp-"), style
+
+
+def test_elements_with_a_background_set_their_text_colour(orch):
+    """A chip, badge, highlighted row or card that paints a background also sets the text
+    colour, from the same theme."""
+    for out in _all_displays(orch):
+        for style in _styles(out):
+            if (
+                re.search(r"(?:^|[;\s])background:\s*var\(--jp-layout", style)
+                and "width:" not in style
+            ):
+                assert re.search(r"(?:^|[;\s])color:", style), style
+
+
+# --------------------------------------------------------------------------- Styler helpers
+
+styles = pytest.importorskip("athena_orch.styles")
+LONG_REASON = "paused; missing capabilities: " + ", ".join(f"skill_{i}" for i in range(12))
+
+
+def test_style_explain_rounds_blanks_and_keeps_ids_and_reasons_whole(orch):
+    orch.registry.register_agent("agent-with-a-long-id-0001", ["python"])
+    orch.registry.register_agent("writer", ["writing"])
+    frame = orch.router.explain({"requirements": ["python"]})
+    frame.loc[frame["agent_id"] == "writer", "excluded_reason"] = LONG_REASON
+    styler = styles.style_explain(frame)
+    assert isinstance(styler, pd.io.formats.style.Styler)
+    out = styler.to_html()
+    assert "<NA>" not in out and "nan" not in out
+    score = float(frame["score"].iloc[0])
+    assert f"{score:.3f}" in out and repr(score) not in out
+    assert LONG_REASON in out
+    assert re.search(r"_row0_col0[^{]*\{\s*white-space: nowrap", out)  # agent_id
+    ranks = re.findall(r"data row\d+ col11\" >([^<]*)<", out)
+    assert ranks == ["1", ""]
+    assert frame["rank"].isna().sum() == 1  # the frame itself is untouched
+
+
+def test_style_tasks_badges_durations_and_blanks(orch):
+    orch.registry.register_agent("bot", ["python"])
+    done = orch.queue.create_task(EVIL, "x", requirements=["python"])
+    orch.queue.create_task("waits", "x", dependencies=[done])
+    orch.queue.assign_task(done, "bot")
+    orch.queue.start_task(done)
+    orch.queue.complete_task(done, "ok", {"duration_ms": 1500})
+    out = styles.style_tasks(orch.queue.to_frame()).to_html()
+    assert "<script>" not in out and html.escape(EVIL) in out
+    assert "1.5 s" in out and "1500" not in out
+    assert display.status_badge("completed") in out and display.status_badge("pending") in out
+    for missing in ("None", "NaT", "<NA>", "nan"):
+        assert f">{missing}<" not in out
+
+
+def test_style_decisions_rounds_the_scores(orch):
+    orch.registry.register_agent("a", ["python"])
+    orch.router.decide({"id": "t", "requirements": ["python"]})
+    frame = orch.router.decisions()
+    score = frame["scores"].iloc[0]["a"]
+    out = styles.style_decisions(frame).to_html()
+    assert f"a {score:.3g}" in out and repr(score) not in out
+
+
+def test_style_agents_percent_duration_badge_and_blank_without_history(orch):
+    orch.registry.register_agent("new", ["python"])
+    orch.registry.register_agent("old", ["python"], {"active": False})
+    for ok in (True, True, True, False):
+        orch.registry.update_agent_performance("old", ok, 90_000)
+    out = styles.style_agents(orch.registry.to_frame()).to_html()
+    assert "75%" in out and "100%" not in out  # "new" has finished nothing: blank
+    assert "1.5 min" in out
+    assert display.badge("active", "#15803d") in out and display.badge("paused") in out
+
+
+def test_importing_athena_orch_does_not_import_the_styler():
+    code = (
+        "import sys, athena_orch\n"
+        "assert 'athena_orch.styles' not in sys.modules\n"
+        "assert 'pandas.io.formats.style' not in sys.modules\n"
+    )
+    subprocess.run([sys.executable, "-c", code], check=True)

@@ -98,6 +98,18 @@ def orch(database_url):
         yield manager
 
 
+def _state_lines(ax):
+    return [line for line in ax.get_lines() if not line.get_label().startswith("_")]
+
+
+def _drawn(ax):
+    """Lay the figure out (Agg) so text extents are real."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+
+    FigureCanvasAgg(ax.figure).draw()
+    return ax
+
+
 def _points(ax) -> int:
     return sum(len(c.get_offsets()) for c in ax.collections if isinstance(c, PathCollection))
 
@@ -163,7 +175,7 @@ def test_score_breakdown_stacks_weighted_components(orch):
 
 def test_queue_over_time_replays_the_history(orch):
     ax = viz.plot_queue_over_time(orch.queue)
-    lines = {line.get_label(): line for line in ax.get_lines()}
+    lines = {line.get_label(): line for line in _state_lines(ax)}
     stats = orch.queue.get_queue_statistics().by_status()
     assert set(lines) == {s for s, n in stats.items() if n} | {"assigned"}
     for state, line in lines.items():
@@ -175,7 +187,7 @@ def test_queue_over_time_replays_the_history(orch):
 def test_empty_queue_plots_do_not_fail():
     with athena_orch.connect() as orch:
         assert _points(viz.plot_dependency_dag(orch.queue)) == 0
-        assert viz.plot_queue_over_time(orch.queue).get_lines() == []
+        assert _state_lines(viz.plot_queue_over_time(orch.queue)) == []
         assert viz.plot_capability_graph(orch.registry) is not None
         assert nx.is_empty(orch.queue.dependency_graph())
 
@@ -195,3 +207,83 @@ def test_athena_orch_import_is_light_and_viz_renders_headless_with_agg():
         "assert 'matplotlib.pyplot' not in sys.modules\n"
     )
     subprocess.run([sys.executable, "-c", code], check=True)
+
+
+# ------------------------------------------------------------------ legible at notebook size
+
+
+def _all_plots(orch):
+    return [
+        viz.plot_dependency_dag(orch.queue, labels=True),
+        viz.plot_capability_graph(orch.registry),
+        viz.plot_score_breakdown(orch.router.explain({"requirements": ["python"]})),
+        viz.plot_queue_over_time(orch.queue),
+    ]
+
+
+def test_plot_text_is_at_least_10_px_and_figures_fit_a_notebook_column(orch):
+    """10 points are 10 px at 72 dpi (the old inline default) and 14 px at 100 dpi; a
+    figure up to 9 inches (900 px at 100 dpi) is not shrunk by a notebook column."""
+    for ax in _all_plots(orch):
+        figure = _drawn(ax).figure
+        assert figure.get_figwidth() <= 9.0, ax.get_title()
+        texts = [t for t in figure.findobj(matplotlib.text.Text) if t.get_text().strip()]
+        small = {t.get_text(): t.get_fontsize() for t in texts if t.get_fontsize() < 10}
+        assert not small, (ax.get_title(), small)
+
+
+def test_queue_over_time_gives_small_states_as_much_height_as_large_ones(orch):
+    """A state that peaks at 1 task is drawn as tall as one that peaks at many."""
+    history = orch.queue.history_frame()
+    counts = viz.state_counts_over_time(history)
+    assert counts.max().max() > 1 and (counts.max() == 1).any()  # both kinds occur
+    ax = _drawn(viz.plot_queue_over_time(orch.queue))
+    heights = {}
+    for line in _state_lines(ax):
+        peak = max(line.get_ydata())
+        y0, y1 = line.get_transform().transform([(0, 0), (0, peak)])[:, 1]
+        heights[line.get_label()] = y1 - y0
+    assert max(heights.values()) - min(heights.values()) < 1e-6, heights
+    assert {t.get_text() for t in ax.texts} >= {"now 2, peak 2"}  # completed
+
+
+def test_a_large_dag_is_drawn_as_layers_by_depth():
+    with athena_orch.connect() as manager:
+        specs = [
+            {
+                "key": f"k{i}",
+                "content": f"t{i}",
+                "task_type": "x",
+                "dependencies": [f"k{i // 2}"] if i else [],
+            }
+            for i in range(500)
+        ]
+        manager.queue.create_tasks(specs)
+        ax = viz.plot_dependency_dag(manager.queue)
+        graph = manager.queue.dependency_graph()
+    assert not [c for c in ax.collections if isinstance(c, LineCollection)]  # no hairball
+    assert _points(ax) == 0
+    (bars,) = ax.containers  # all pending: one state
+    depths = list(nx.topological_generations(graph))
+    assert [b.get_height() for b in bars] == [len(g) for g in depths]
+    assert sum(b.get_height() for b in bars) == 500
+    assert "by depth" in ax.get_title()
+
+
+def test_small_dags_keep_their_dots(orch):
+    assert _points(viz.plot_dependency_dag(orch.queue, max_tasks=7)) == 7
+    assert _points(viz.plot_dependency_dag(orch.queue, max_tasks=6)) == 0
+
+
+def test_score_breakdown_notes_stay_inside_the_axes(orch):
+    frame = orch.router.explain({"requirements": ["python"]})
+    best = frame.index[0]
+    frame.loc[best, "excluded_reason"] = "paused; missing capabilities: " + "x, " * 40
+    frame.loc[best, "rank"] = None
+    ax = _drawn(viz.plot_score_breakdown(frame))
+    inside = ax.get_window_extent()
+    notes = [t for t in ax.texts if t.get_text()]
+    assert len(notes) == 2
+    for note in notes:
+        box = note.get_window_extent()
+        assert inside.x0 <= box.x0 and box.x1 <= inside.x1, note.get_text()

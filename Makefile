@@ -6,11 +6,19 @@ STAMP  := $(VENV)/.installed-stamp
 
 .PHONY: venv demo test bench lint clean lab notebooks
 
+# The first time, pip downloads the package's dependencies and the development tools
+# (JupyterLab, Playwright, pytest, ...) and lists each as it goes: a few minutes. After a
+# change to pyproject.toml it lists only what it fetches, not what is already installed.
+$(STAMP): SHELL := /bin/bash
 $(STAMP): pyproject.toml
+	@echo "Setting up $(VENV) (the first time takes a few minutes)"
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install -q --upgrade pip
-	$(BIN)/python -m pip install -q -e ".[dev]"
+	set -o pipefail; $(BIN)/python -m pip install --progress-bar off -e ".[dev]" \
+		| sed '/^Requirement already satisfied/d'
 	touch $(STAMP)
+	@echo "$(VENV) is ready. Its commands are in $(BIN)/ (athena-orch, jupyter, pytest);" \
+		"'source $(BIN)/activate' puts them on your PATH."
 
 venv: $(STAMP)
 

@@ -1,4 +1,7 @@
-"""``athena-orch`` command line: a thin layer over the library (demo, mcp, worker)."""
+"""The ``athena-orch`` command line: a thin layer over the library (demo, mcp, worker).
+
+argparse shows the texts below in ``--help`` as they are, so they are plain text.
+"""
 
 from __future__ import annotations
 
@@ -6,19 +9,54 @@ import argparse
 import sys
 from collections.abc import Sequence
 
+from . import __version__
+
+DESCRIPTION = (
+    "Orchestrate work across many agents: a durable task queue on DuckDB or PostgreSQL. "
+    "Run 'athena-orch COMMAND --help' for a command's options.")
+DB_HELP = "DuckDB file or postgresql:// URL (default orch.duckdb)"
+
+
+def count(text: str) -> int:
+    """An argparse type: a whole number of at least 1."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, not {value}")
+    return value
+
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="athena-orch", description=__doc__)
-    commands = parser.add_subparsers(dest="command", required=True)
+    parser = argparse.ArgumentParser(prog="athena-orch", description=DESCRIPTION)
+    parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND",
+                                     title="commands")
 
-    demo = commands.add_parser("demo", help="run simulated agents through a sample workload")
-    demo.add_argument("--db", default="orch.duckdb", help="DuckDB file or postgresql:// URL (default orch.duckdb)")
-    demo.add_argument("--tasks", type=int, default=None, help="synthetic tasks instead of data/")
-    demo.add_argument("--agents", type=int, default=None, help="synthetic agents instead of data/")
+    demo = commands.add_parser(
+        "demo", help="run simulated agents through a sample workload",
+        description="Load a team of agents and a graph of tasks (the sample in data/, or a "
+                    "synthetic workload with --tasks and --agents), let simulated agents "
+                    "work through it on the database, print a summary and write an HTML "
+                    "report next to the database file. Run it again to resume: nothing is "
+                    "done twice.")
+    demo.add_argument("--db", default="orch.duckdb", help=DB_HELP)
+    demo.add_argument("--tasks", type=count, default=None, metavar="N",
+                      help="a synthetic workload of N tasks instead of data/ "
+                           "(200 when only --agents is given)")
+    demo.add_argument("--agents", type=count, default=None, metavar="N",
+                      help="a synthetic workload with N agents instead of data/ "
+                           "(8 when only --tasks is given)")
     demo.add_argument("--seed", type=int, default=7, help="random seed (default 7)")
 
-    mcp = commands.add_parser("mcp", help="serve every operation as MCP tools")
-    mcp.add_argument("--db", default="orch.duckdb", help="DuckDB file or postgresql:// URL (default orch.duckdb)")
+    mcp = commands.add_parser(
+        "mcp", help="serve every operation as MCP tools",
+        description="Serve every queue, registry and router operation as an MCP tool (names "
+                    "start with orchestration_): over stdio for the one client that starts "
+                    "it, or over streamable HTTP with --http for many agents sharing one "
+                    "queue. A host other than a loopback address needs a bearer token.")
+    mcp.add_argument("--db", default="orch.duckdb", help=DB_HELP)
     mcp.add_argument("--http", metavar="HOST:PORT", default=None,
                      help="serve streamable HTTP instead of stdio (host defaults to 127.0.0.1)")
     mcp.add_argument("--token", default=None,
@@ -33,7 +71,7 @@ def build_parser() -> argparse.ArgumentParser:
                     "hands unfinished tasks back (a second signal does so at once).")
     worker.add_argument("handlers", metavar="module:attribute",
                         help="where the handlers are, e.g. my_tasks:HANDLERS")
-    worker.add_argument("--db", default="orch.duckdb", help="DuckDB file or postgresql:// URL (default orch.duckdb)")
+    worker.add_argument("--db", default="orch.duckdb", help=DB_HELP)
     worker.add_argument("--agent", required=True, help="the agent id this worker works as")
     worker.add_argument("--capabilities", default=None, metavar="A,B",
                         help="register (or update) the agent with these capabilities; "

@@ -1,7 +1,8 @@
 """Workers: Python functions that do the queue's tasks.
 
 One :class:`Worker` is one agent. It claims the tasks it has handlers for (at most
-``concurrency`` at once), starts them, runs each handler in a thread of the worker's pool
+``concurrency`` at once) and takes those someone assigned to its agent (a dispatcher's
+``assign_task``), starts them, runs each handler in a thread of the worker's pool
 (``async def`` handlers in the worker's event loop), renews their leases while they run, and
 completes or fails them, always naming its agent and the attempt: a task whose lease ran
 out and went elsewhere is never completed twice. Nothing a handler does stops the worker.
@@ -14,6 +15,9 @@ out and went elsewhere is never completed twice. Nothing a handler does stops th
 
     worker.run()                 # blocks; Ctrl-C or SIGTERM stops it gracefully
     worker.start(); worker.stop()   # the same in a background thread (notebooks)
+
+``Worker(..., assigned_only=True)`` never claims: it runs what a dispatcher assigns to its
+agent (push), while other workers pull their own work.
 """
 
 from __future__ import annotations
@@ -36,6 +40,7 @@ from typing import TYPE_CHECKING, Any
 from . import validation as v
 from .exceptions import (
     AgentNotFoundError,
+    InvalidTransitionError,
     OrchestrationError,
     StaleAttemptError,
     ValidationError,
@@ -138,15 +143,25 @@ class Worker:
     finish before it hands their tasks back. ``heartbeat_seconds``: how often leases are
     renewed (default a third of the queue's ``lease_seconds``). ``poll_seconds``: the
     longest a claim waits for work before looking again (a new task wakes it at once).
+
+    Tasks assigned to the agent (``queue.assign_task``: a dispatcher routing work) are run
+    too, with the attempt the assignment made: they are looked for when a claim leaves room
+    (an assigned task takes a slot of the agent's capacity, so claims come back short) and
+    at least every ``poll_seconds`` before claiming, so a stream of claimable work never
+    starves them; ``assign_task`` wakes an idle worker. An assigned task of a type it has no
+    handler for is left to another worker of the agent, or to its lease.
+    ``assigned_only``: never claim, only run what is assigned (a push agent).
     """
 
     def __init__(self, orch: OrchestrationManager, agent_id: str,
                  handlers: Mapping[str, Callable] | Callable | None = None, *,
                  capabilities: list[str] | None = None, concurrency: int = 1,
                  time_limit: float | None = None, grace_seconds: float = 30.0,
-                 heartbeat_seconds: float | None = None, poll_seconds: float = 1.0):
+                 heartbeat_seconds: float | None = None, poll_seconds: float = 1.0,
+                 assigned_only: bool = False):
         self.orch = orch
         self.agent_id = v.text("agent_id", agent_id)
+        self.assigned_only = v.boolean("assigned_only", assigned_only)
         self.concurrency = v.positive_int("concurrency", concurrency, high=2**31 - 1)
         self.time_limit = _seconds("time_limit", time_limit, optional=True)
         self.grace_seconds = v.number("grace_seconds", grace_seconds, high=MAX_SECONDS)
@@ -188,6 +203,8 @@ class Worker:
         self._active = False
         self._stop_at: float | None = None
         self._hurry = False
+        self._crashed = False  # stop(release=False): nothing more is said to the queue
+        self._look_at = 0.0  # when assigned tasks are next looked for before claiming
         self._thread: threading.Thread | None = None
         self._work: queue.SimpleQueue[_Job | None] = queue.SimpleQueue()
         self._pool = self._idle = 0  # handler threads of this run; those waiting for a job
@@ -260,11 +277,25 @@ class Worker:
         atexit.register(self.stop)
         self._thread.start()
 
-    def stop(self, wait: bool = True) -> Summary:
+    def stop(self, wait: bool = True, *, release: bool = True) -> Summary:
         """Stop claiming, give running handlers ``grace_seconds`` to finish, then hand
         their tasks back (``release_task``: no retry used). ``wait``: until a worker begun
-        with :meth:`start` has stopped (never from inside one of its own handlers)."""
-        self._request_stop()
+        with :meth:`start` has stopped (never from inside one of its own handlers).
+
+        ``release=False``: stop at once and leave held tasks to their leases, as a crash
+        would: no outcome is recorded, no lease renewed, nothing handed back (an outcome
+        already being written still is); ``requeue_stale`` brings the tasks back once their
+        leases run out, using a retry. For simulations and recovery drills."""
+        release = v.boolean("release", release)
+        if not release:
+            with self._cond:
+                if self._active and self._stop_at is None:
+                    self._crashed = True
+                    for job in [j for j in self._jobs if j.state in (_RUNNING, _FINISHED)]:
+                        if job.state == _RUNNING:
+                            self._give_up(job)
+                        self._done(job, None)
+        self._request_stop(hurry=not release)
         thread = self._thread
         if wait and thread is not None and thread is not threading.current_thread() \
                 and not self._is_handler_thread():
@@ -278,7 +309,7 @@ class Worker:
             if not self._handlers and self._default is None:
                 raise ValidationError(f"worker {shown(self.agent_id)} has no handlers: pass "
                                       "handlers= or use @worker.handles(task_type)")
-            self._active, self._stop_at, self._hurry = True, None, False
+            self._active, self._stop_at, self._hurry, self._crashed = True, None, False, False
             self._summary = Summary()
             self._work = queue.SimpleQueue()  # threads of an earlier run keep theirs
             self._pool = self._idle = 0
@@ -290,6 +321,7 @@ class Worker:
             self._hurry = self._hurry or hurry
             self._cond.notify_all()
             self._tick.notify()
+        self.orch.queue.wakeups.notify()  # a claimer waiting for work looks up at once
 
     def _on_signal(self, signum: int, frame: Any) -> None:
         """SIGINT / SIGTERM: stop gracefully; a second one ends the grace period at once."""
@@ -368,9 +400,7 @@ class Worker:
                 self._claimer_busy = True
                 self._tick.notify()  # outcomes that come in meanwhile: the supervisor's
             try:
-                tasks = self.orch.queue.claim_tasks(
-                    self.agent_id, free, start=True, task_types=self.task_types,
-                    wait=None if until_idle else self.poll_seconds)
+                tasks = self._take_work(free, until_idle)
             except Exception as exc:  # noqa: BLE001 - the database may be back soon
                 self._queue_error("claim", exc)
                 self._pause(self.poll_seconds)
@@ -383,9 +413,54 @@ class Worker:
                     if idle_at is not None and not busy:
                         return
                     continue
-            for task in tasks:  # claimed as the worker stopped: hand them straight back
+            for task in tasks if not self._crashed else ():  # taken as the worker stopped
                 self._release(task, "the worker stopped")
             return
+
+    def _take_work(self, free: int, until_idle: bool) -> list[Task]:
+        """Up to ``free`` tasks, started: assigned ones first when they are due a look,
+        else claimed ones, then assigned ones if the claim left room. With nothing to do,
+        waits up to ``poll_seconds`` for a write that may bring work (not in an idle run)."""
+        queue = self.orch.queue
+        seen = queue.wakeups.generation
+        due = self.assigned_only or time.monotonic() >= self._look_at
+        tasks = self._start_assigned(free) if due else []
+        if not tasks and not self.assigned_only:
+            tasks = queue.claim_tasks(self.agent_id, free, start=True,
+                                      task_types=self.task_types)
+            if len(tasks) < free and not due:
+                try:  # whatever goes wrong, the claimed tasks are run
+                    tasks += self._start_assigned(free - len(tasks))
+                except Exception as exc:  # noqa: BLE001 - looked for again next time
+                    self._queue_error("look for tasks assigned to", exc)
+        if not tasks and not until_idle:
+            queue.wakeups.wait(seen, min(self.poll_seconds, queue.wait_poll_seconds))
+        return tasks
+
+    def _start_assigned(self, n: int) -> list[Task]:
+        """Start up to ``n`` of the tasks assigned to the agent that this worker has
+        handlers for. One whose attempt is gone (requeued, cancelled) counts as lost; one
+        another worker of the agent started first is skipped."""
+        self._look_at = time.monotonic() + self.poll_seconds
+        types = self.task_types
+        found = self.orch.queue.query_tasks({"status": "assigned", "agent_id": self.agent_id,
+                                             "limit": n if types is None else None})
+        started: list[Task] = []
+        for task in found:
+            if len(started) == n:
+                break
+            if types is not None and task.task_type not in types:
+                continue
+            try:
+                started.append(self.orch.queue.start_task(task.id, agent_id=self.agent_id,
+                                                          attempt=task.attempt))
+            except StaleAttemptError:
+                self._count("lost")
+            except InvalidTransitionError:
+                pass
+            except Exception as exc:  # noqa: BLE001 - still assigned: tried again later
+                self._queue_error("start", exc, task)
+        return started
 
     def _nothing_to_claim(self, idle_at: int | None) -> bool:
         """No room, or an idle run waits for running work to end (under the lock)."""

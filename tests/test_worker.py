@@ -461,6 +461,64 @@ def test_a_database_that_goes_away_is_counted_not_fatal(fast):
     assert "is closed" in summary.last_error and not worker.is_running
 
 
+# ---------------------------------------------------------------------- assigned work
+def test_a_worker_also_runs_what_is_assigned_to_its_agent_under_that_attempt(fast):
+    q = fast.queue
+    routed = q.create_task("routed", "t", priority="low")
+    claimable = q.create_task("claimable", "t")
+    worker = make(fast, {"t": lambda task: task.content}, concurrency=2)
+    attempt = q.assign_task(routed, "bot").attempt
+    assert worker.run(until_idle=True) == Summary(completed=2)
+    for task_id in (routed, claimable):
+        assert q.get_task_status(task_id).result == q.get_task_status(task_id).content
+    assert history(fast, routed)[1:] == [
+        ("pending", "assigned", "bot", "assigned"), ("assigned", "running", "bot", "started"),
+        ("running", "completed", "bot", "completed")]
+    assert q.get_task_status(routed).attempt == attempt  # the assignment's, not a new one
+    assert history(fast, claimable)[1][3] == "claimed"
+    check_invariants(fast)
+
+
+def test_a_stream_of_claimable_work_does_not_starve_an_assigned_task(fast):
+    q = fast.queue
+    fast.registry.register_agent("bot", [], {"max_concurrent_tasks": 5})  # claims never short
+    q.create_tasks([{"content": f"backlog {i}", "task_type": "t"} for i in range(6)])
+    routed = q.create_task("routed", "t", priority="low")  # last in queue order
+    order = []
+
+    def handler(task):
+        if not order:
+            q.assign_task(routed, "bot")
+            time.sleep(0.1)  # longer than poll_seconds: assigned work is due a look
+        order.append(task.content)
+        return "ok"
+
+    worker = Worker(fast, "bot", {"t": handler}, poll_seconds=0.05)
+    assert worker.run(until_idle=True).completed == 7
+    assert order[:2] == ["backlog 0", "routed"]
+
+
+def test_assigned_only_runs_what_a_dispatcher_assigns_and_claims_nothing(fast):
+    q = fast.queue
+    q.wait_poll_seconds = 10 * PATIENCE  # only a wake-up can bring the routed task in time
+    anyones = q.create_task("for anyone", "t")
+    unhandled = q.create_task("no handler here", "other")
+    routed = q.create_task("routed", "t")
+    worker = make(fast, {"t": lambda task: "done"}, assigned_only=True, concurrency=2,
+                  poll_seconds=10 * PATIENCE)
+    q.assign_task(unhandled, "bot")
+    assert worker.run(until_idle=True) == Summary()
+    worker.start()
+    try:
+        q.assign_task(routed, "bot")  # wakes the idle worker
+        wait_until(lambda: worker.summary.completed == 1, "the routed task to be done")
+    finally:
+        worker.stop()
+    assert q.get_task_status(routed).status is TaskStatus.COMPLETED
+    assert q.get_task_status(anyones).attempt == 0  # never claimed
+    assert q.get_task_status(unhandled).status is TaskStatus.ASSIGNED  # left to its lease
+
+
 # ---------------------------------------------------------------------- stopping
 def test_stop_lets_a_running_handler_finish_within_the_grace_period(fast):
     q = fast.queue
@@ -511,6 +569,36 @@ def test_stop_hands_back_a_task_still_running_after_the_grace_period(fast):
     again = make(fast, {"t": lambda t: "done once"}, agent_id="second")
     assert again.run(until_idle=True).completed == 2
     assert completions(fast, task_id) == 1 and q.get_task_status(task_id).attempt == 2
+    check_invariants(fast)
+
+
+def test_stop_without_release_leaves_tasks_to_their_leases_as_a_crash_would(fast):
+    q = fast.queue
+    q.lease_seconds = 0.3
+    task_id = q.create_task("x", "t")
+    started, release = threading.Event(), threading.Event()
+
+    def handler(task):
+        started.set()
+        release.wait(PATIENCE)
+        return "after the crash"
+
+    worker = make(fast, {"t": handler}, grace_seconds=PATIENCE)
+    worker.start()
+    assert started.wait(PATIENCE)
+    held = q.get_task_status(task_id)
+    summary = worker.stop(release=False)  # no grace period, nothing handed back
+    assert (summary.released, summary.completed, summary.running, summary.abandoned) == (
+        0, 0, 0, 1)
+    release.set()
+    wait_until(lambda: worker.summary.abandoned == 0, "the abandoned handler to return")
+    task = q.get_task_status(task_id)
+    assert (task.status, task.assigned_to, task.attempt) == (TaskStatus.RUNNING, "bot",
+                                                             held.attempt)
+    wait_until(lambda: q.requeue_stale() == [task_id], "the lease to run out")
+    assert history(fast, task_id)[-1][3].endswith("lease expired (agent bot)")
+    assert make(fast, {"t": lambda t: "done once"}).run(until_idle=True).completed == 1
+    assert completions(fast, task_id) == 1 and q.get_task_status(task_id).retry_count == 1
     check_invariants(fast)
 
 
@@ -633,6 +721,7 @@ def test_a_worker_without_handlers_does_not_start(orch):
     ({"heartbeat_seconds": 300}, "heartbeat_seconds"),
     ({"heartbeat_seconds": 0}, "heartbeat_seconds"),
     ({"poll_seconds": 0}, "poll_seconds"),
+    ({"assigned_only": "yes"}, "assigned_only"),
     ({"capabilities": "py"}, "capabilities"),
     ({"capabilities": ["py", ""]}, "capabilities"),
     ({"handlers": 5}, "handlers"),
@@ -658,6 +747,8 @@ def test_bad_handler_registrations_are_refused(orch):
         worker.handles("t")(42)
     with pytest.raises(ValidationError, match="until_idle"):
         make(orch, print).run(until_idle="yes")
+    with pytest.raises(ValidationError, match="release"):
+        make(orch, print).stop(release="no")
     assert worker.task_types == []
 
 

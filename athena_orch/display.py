@@ -49,7 +49,7 @@ BRAND = "var(--jp-brand-color1, #2563eb)"
 THEMED = f"color: {TEXT}; background: {BACKGROUND};"
 HIGHLIGHT = (
     f"background: {RAISED}; color: var(--jp-ui-font-color0, #111827); font-weight: 600; "
-    f"box-shadow: inset 4px 0 0 {BRAND};"
+    f"border-left: 4px solid {BRAND};"
 )
 _BOX = (
     "font-family: system-ui, sans-serif; font-size: 13px; line-height: 1.35; "

@@ -14,6 +14,7 @@ one line and texts (reasons, errors) whole. The frame itself is not changed::
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any
 
@@ -72,9 +73,17 @@ def _scores(value: Any) -> str:
 
 
 def _style(frame: pd.DataFrame, formatters: Mapping[str, Callable[[Any], str]]) -> Styler:
-    """The shared frame: every cell through a formatter, no index, ids on one line."""
+    """The shared frame: every cell through a formatter, no index, ids on one line. The
+    table's CSS id comes from its columns, not at random, so a notebook's output is the same
+    on every run (nbval compares it)."""
     formatter = {c: formatters.get(c, _text) for c in frame.columns}
-    styler = frame.style.format(formatter).hide(axis="index").set_table_styles(_TABLE_STYLES)
+    uuid = hashlib.sha1("\0".join(map(str, frame.columns)).encode()).hexdigest()[:8]
+    styler = (
+        frame.style.format(formatter)
+        .hide(axis="index")
+        .set_table_styles(_TABLE_STYLES)
+        .set_uuid(f"athena_{uuid}")
+    )
     ids = [c for c in _IDS if c in frame.columns]
     if ids:
         styler = styler.set_properties(subset=ids, **{"white-space": "nowrap"})

@@ -246,6 +246,7 @@ def test_style_explain_rounds_blanks_and_keeps_ids_and_reasons_whole(orch):
     ranks = re.findall(r"data row\d+ col11\" >([^<]*)<", out)
     assert ranks == ["1", ""]
     assert frame["rank"].isna().sum() == 1  # the frame itself is untouched
+    assert styles.style_explain(frame).to_html() == out  # no random ids: notebooks stay stable
 
 
 @needs_jinja2

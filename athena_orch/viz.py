@@ -100,7 +100,7 @@ def plot_dependency_dag(
     ax: Axes | None = None,
     *,
     labels: bool | None = None,
-    max_tasks: int = 150,
+    max_tasks: int = 250,
 ) -> Axes:
     """The task DAG from ``queue.dependency_graph()``, one dot per task coloured by state,
     dependencies to the left of the tasks that wait on them. One scatter per state (with

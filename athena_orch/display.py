@@ -83,13 +83,29 @@ def flagged(text: str, colour: str) -> str:
     )
 
 
-def short_id(value: str | None, length: int = 8) -> str:
-    """The first characters of an id, the full id in a tooltip."""
+SHORT_ID = 12  # characters of an id shown: a task id's last group
+
+
+def short_text(value: Any, length: int = SHORT_ID) -> str:
+    """An id cut to its last ``length`` characters (after "…"), as plain text. Task ids
+    are time-ordered (UUIDv7): ids made together share their start and differ at the
+    end, whose last group holds the low bits of a per-process counter and 32 random
+    bits, so the ids of one batch (up to 65,536) never share it."""
+    text = str(value)
+    return text if len(text) <= length + 1 else "…" + text[-length:]
+
+
+def short_id(value: str | None, length: int = SHORT_ID) -> str:
+    """:func:`short_text` of an id as HTML, the full id in a tooltip."""
     if value is None:
         return muted("none")
-    text = str(value)
-    shown = text if len(text) <= length else text[:length] + "…"
-    return f'<code title="{esc(text)}">{esc(shown)}</code>'
+    return f'<code title="{esc(value)}">{esc(short_text(value, length))}</code>'
+
+
+def task_title(task: Task) -> str:
+    """A task as HTML: its name (when it has one) and its short id."""
+    name = f"<b>{esc(_clip(task.name, 80))}</b> " if task.name else ""
+    return f"{name}{short_id(task.id)}"
 
 
 def badge(text: Any, colour: str = "#6b7280", faded: bool = False) -> str:
@@ -191,7 +207,7 @@ def task_html(task: Task) -> str:
     if task.result is not None:
         rows.append(("result", esc(_clip(task.result))))
     head = (
-        f"<b>Task</b> {short_id(task.id)} {status_badge(task.status)} "
+        f"<b>Task</b> {task_title(task)} {status_badge(task.status)} "
         f"{priority_badge(task.priority)}"
     )
     return f'<div class="athena-task" style="{_BOX}">{head}{_rows(rows)}</div>'

@@ -64,6 +64,7 @@ class Task:
     idempotency_key: str | None = None
     success: bool | None = None
     attempt: int = 0  # number of the current hand-out (assign or claim); 0 before the first
+    name: str | None = None  # human-readable; a batch record's ``key`` when none is given
 
     def _repr_html_(self) -> str:
         from .display import task_html

@@ -117,24 +117,25 @@ class TaskQueue:
                     requirements: list[str] | None = None,
                     dependencies: list[str] | None = None, *, max_retries: int = 3,
                     estimated_duration_ms: int | None = None,
-                    idempotency_key: str | None = None) -> str:
-        """Create one task and return its id.
+                    idempotency_key: str | None = None, name: str | None = None) -> str:
+        """Create one task and return its id; ``name`` is an optional human-readable name.
 
         With ``idempotency_key``, creating the same task again returns the first id; the
-        same key with other content raises DuplicateTaskError.
+        same key with other content (or name) raises DuplicateTaskError.
         """
         record = tr.make_record({
             "content": content, "task_type": task_type, "priority": priority,
             "requirements": requirements, "dependencies": dependencies,
             "max_retries": max_retries, "estimated_duration_ms": estimated_duration_ms,
-            "idempotency_key": idempotency_key})
+            "idempotency_key": idempotency_key, "name": name})
         return self._create(tr.TaskBatch.from_records([record]))[0]
 
     def create_tasks(self, records: Iterable[dict[str, Any]] | pd.DataFrame) -> list[str]:
         """Create many tasks at once, all or nothing; ids come back in record order.
 
         Records use ``create_task``'s keyword names; a record's ``key`` may be named in
-        the ``dependencies`` of other records of the same batch.
+        the ``dependencies`` of other records of the same batch, and is its ``name`` when
+        it has none.
         """
         return self._create(tr.batch_from(records))
 
@@ -233,6 +234,7 @@ class TaskQueue:
             if completed else list(map(len, dependencies)),
             "max_retries": column(batch.max_retries), "blocked_by": blocked_by,
             "error_message": error, "idempotency_key": maybe(column(batch.idempotency_key)),
+            "name": maybe(column(batch.name)),
         }
         return pd.DataFrame({name: values for name, values in columns.items()
                              if values is not None}, index=range(len(fresh)))
@@ -259,7 +261,7 @@ class TaskQueue:
                      "priority": batch.priority[i], "max_retries": batch.max_retries[i],
                      "estimated_duration_ms": batch.estimated_duration_ms[i],
                      "requirements": sorted(batch.requirements[i]),
-                     "dependencies": sorted(batch.dependencies[i])}
+                     "dependencies": sorted(batch.dependencies[i]), "name": batch.name[i]}
             stored = {**row, "requirements": sorted(json.loads(row["requirements"] or "[]")),
                       "dependencies": sorted(json.loads(row["dependencies"] or "[]"))}
             differ = [name for name, value in given.items() if stored[name] != value]

@@ -39,7 +39,7 @@ INT32_MAX = 2**31 - 1  # the INTEGER columns' limit
 
 RECORD_FIELDS = (
     "content", "task_type", "priority", "requirements", "dependencies", "max_retries",
-    "estimated_duration_ms", "idempotency_key", "key", "batch_id",
+    "estimated_duration_ms", "idempotency_key", "key", "batch_id", "name",
 )
 
 
@@ -57,6 +57,7 @@ class TaskRecord:
     idempotency_key: str | None = None
     key: str | None = None
     batch_id: str | None = None
+    name: str | None = None  # the key when no name is given
 
 
 def _missing(value: Any) -> bool:
@@ -77,6 +78,8 @@ def make_record(fields: dict[str, Any], where: str = "", *, cells: bool = False)
         if isinstance(max_retries, float) and max_retries.is_integer():  # DataFrame int columns
             max_retries = int(max_retries)
         priority = fields.get("priority", "medium")
+        key = _batch_key(v.optional_text("key", f.get("key")))
+        name = v.optional_text("name", f.get("name"))
         return TaskRecord(
             content=v.text("content", f.get("content"), bounded=False),
             task_type=v.text("task_type", f.get("task_type")),
@@ -88,8 +91,9 @@ def make_record(fields: dict[str, Any], where: str = "", *, cells: bool = False)
                 "estimated_duration_ms", _as_int(f.get("estimated_duration_ms")), allow_none=True,
                 high=v.MAX_DURATION_MS),
             idempotency_key=v.optional_text("idempotency_key", f.get("idempotency_key")),
-            key=_batch_key(v.optional_text("key", f.get("key"))),
+            key=key,
             batch_id=v.optional_text("batch_id", f.get("batch_id")),
+            name=key if name is None else name,
         )
     except ValidationError as exc:
         raise ValidationError(f"{where}{exc}") from None
@@ -175,6 +179,7 @@ class TaskBatch:
     idempotency_key: list[str | None]
     key: list[str | None]
     batch_id: list[str | None]
+    name: list[str | None]
     task_id: list[str] = field(default_factory=list)
 
     def __len__(self) -> int:
@@ -254,6 +259,7 @@ def batch_from(data: Iterable[dict[str, Any]] | pd.DataFrame) -> TaskBatch:
                                  missing=missing),
         "key": check("key", _texts, None, optional=True, missing=missing),
         "batch_id": check("batch_id", _texts, None, optional=True, missing=missing),
+        "name": check("name", _texts, None, optional=True, missing=missing),
     }
     _check_text_rules(checked, suspect)
     batch = TaskBatch(**checked)
@@ -261,8 +267,16 @@ def batch_from(data: Iterable[dict[str, Any]] | pd.DataFrame) -> TaskBatch:
         record = make_record(row_of(i), where=f"record {i}: ", cells=cells)
         for name in RECORD_FIELDS:
             getattr(batch, name)[i] = getattr(record, name)
+    batch.name = _names(batch.name, batch.key)
     _check_batch_keys(batch.key, batch.idempotency_key)
     return batch
+
+
+def _names(names: list[str | None], keys: list[str | None]) -> list[str | None]:
+    """Each record's name, its key when it has none (as :func:`make_record` gives)."""
+    if names.count(None) == len(names):
+        return list(keys)
+    return [k if n is None else n for n, k in zip(names, keys)]
 
 
 def _frame_column(data: pd.DataFrame, name: Any, suspect: set[int]) -> list[Any]:
@@ -376,7 +390,7 @@ def _check_text_rules(checked: dict[str, list[Any]], suspect: set[int]) -> None:
     too long), or with a key that looks like a task id, are suspect. Whole columns are
     checked at once: joined into one string, and by their longest string (UTF-8 takes
     at most 4 bytes a character)."""
-    for name in ("content", "task_type", "idempotency_key", "key", "batch_id"):
+    for name in ("content", "task_type", "idempotency_key", "key", "batch_id", "name"):
         values = checked[name]
         strings = values if _all_str(values) else [x for x in values if isinstance(x, str)]
         bounded = name != "content"

@@ -141,6 +141,13 @@ IdempotencyKey = Annotated[
         "(after a timeout or a lost connection the task may exist already)."
     ),
 ]
+TaskName = Annotated[
+    str | None,
+    Field(
+        description="Optional human-readable name of the task, shown with its id (need not "
+        "be unique)."
+    ),
+]
 Capabilities = Annotated[
     list[str],
     Field(
@@ -226,9 +233,11 @@ class TaskSpec(BaseModel):
         str | None,
         Field(
             description="Optional name for this task inside the batch, so other tasks of the batch "
-            "can name it in their dependencies before it has an id."
+            "can name it in their dependencies before it has an id; also the task's name when "
+            "`name` is not given."
         ),
     ] = None
+    name: TaskName = None
 
 
 # --------------------------------------------------------------------------- JSON results
@@ -581,6 +590,7 @@ class OrchestrationHandlers:
             max_retries: MaxRetries = 3,
             estimated_duration_ms: EstimatedMs = None,
             idempotency_key: IdempotencyKey = None,
+            name: TaskName = None,
         ) -> dict[str, Any]:
             """Create a new task in the queue.
 
@@ -601,6 +611,7 @@ class OrchestrationHandlers:
                 max_retries=max_retries,
                 estimated_duration_ms=estimated_duration_ms,
                 idempotency_key=idempotency_key,
+                name=name,
             )
             task = self._task(task_id)
             return {

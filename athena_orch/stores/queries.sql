@@ -112,7 +112,7 @@ SELECT e.task_id, e.content, e.task_type, e.task_status, e.priority,
        epoch_us(e.lease_until) AS lease_until,
        e.error_message, e.retry_count, e.execution_duration_ms, e.max_retries,
        e.estimated_duration_ms, e.result_task_id, e.blocked_by, e.task_batch_id,
-       e.idempotency_key, e.success, e.attempt
+       e.idempotency_key, e.success, e.attempt, e.name
 FROM (
     SELECT id, row_number() OVER (ORDER BY priority_rank, created_at, id) AS position
     FROM (
@@ -178,7 +178,7 @@ SELECT task_id, content, task_type, task_status, priority, requirements, depende
        epoch_us(retry_until) AS retry_until,
        epoch_us(lease_until) AS lease_until,
        error_message, retry_count, execution_duration_ms, max_retries, estimated_duration_ms,
-       result_task_id, blocked_by, task_batch_id, idempotency_key, success, attempt
+       result_task_id, blocked_by, task_batch_id, idempotency_key, success, attempt, name
 FROM episodic_events
 WHERE task_id IN (SELECT unnest($task_ids::VARCHAR[]));
 
@@ -282,7 +282,7 @@ SELECT 1 WHERE $keys IS NOT NULL;
 -- name: tasks_by_idempotency_keys
 -- The tasks already created under any of $keys, with what they were created with.
 SELECT idempotency_key, task_id, content, task_type, priority, requirements, dependencies,
-       max_retries, estimated_duration_ms FROM episodic_events
+       max_retries, estimated_duration_ms, name FROM episodic_events
 WHERE idempotency_key IN (SELECT unnest($keys::VARCHAR[]));
 
 -- name: task_states
@@ -313,7 +313,7 @@ SELECT task_id, content, task_type, task_status, priority, requirements, depende
        epoch_us(retry_until) AS retry_until,
        epoch_us(lease_until) AS lease_until,
        error_message, retry_count, execution_duration_ms, max_retries, estimated_duration_ms,
-       result_task_id, blocked_by, task_batch_id, idempotency_key, success, attempt
+       result_task_id, blocked_by, task_batch_id, idempotency_key, success, attempt, name
 FROM episodic_events
 WHERE task_status IN ('assigned', 'running') AND lease_until < $now
 ORDER BY id;
@@ -352,7 +352,7 @@ ORDER BY id;
 -- Task rows for analysis, with the columns of queue order (priority_rank, created_at, id)
 -- and unsorted: the caller sorts them (a sort of every column of a million rows takes
 -- DuckDB ~1 s; numpy sorts the three keys in milliseconds).
-SELECT task_id, content, task_type, task_status AS status, priority, requirements,
+SELECT task_id, name, content, task_type, task_status AS status, priority, requirements,
        dependencies, assigned_to, created_at, assigned_at, started_at, completed_at,
        retry_count, max_retries, retry_until, lease_until, execution_duration_ms,
        estimated_duration_ms, error_message AS error, blocked_by, waiting_on, task_batch_id,

@@ -54,7 +54,8 @@ SELECT t.id, t.task_id, t.content, t.task_type, t.task_status, t.priority, t.pri
        t.requirements, t.dependencies, t.assigned_to, t.created_at, t.assigned_at,
        t.started_at, t.completed_at, t.retry_until, t.lease_until, t.error_message,
        t.retry_count, t.execution_duration_ms, t.max_retries, t.estimated_duration_ms,
-       t.result_task_id, t.blocked_by, t.task_batch_id, t.idempotency_key, t.success, t.attempt
+       t.result_task_id, t.blocked_by, t.task_batch_id, t.idempotency_key, t.success, t.attempt,
+       t.name
 FROM episodic_events t
 WHERE t.task_status = 'pending' AND t.waiting_on = 0
   AND (t.retry_until IS NULL OR t.retry_until <= $now::timestamptz)
@@ -79,7 +80,7 @@ SELECT id, task_id, content, task_type, task_status, priority, requirements, dep
        assigned_to, created_at, assigned_at, started_at, completed_at, retry_until,
        lease_until, error_message, retry_count, execution_duration_ms, max_retries,
        estimated_duration_ms, result_task_id, blocked_by, task_batch_id, idempotency_key,
-       success, attempt
+       success, attempt, name
 FROM episodic_events
 WHERE task_id = ANY($task_ids::text[])
 ORDER BY id
@@ -92,7 +93,7 @@ SELECT id, task_id, content, task_type, task_status, priority, requirements, dep
        assigned_to, created_at, assigned_at, started_at, completed_at, retry_until,
        lease_until, error_message, retry_count, execution_duration_ms, max_retries,
        estimated_duration_ms, result_task_id, blocked_by, task_batch_id, idempotency_key,
-       success, attempt
+       success, attempt, name
 FROM episodic_events
 WHERE task_status IN ('assigned', 'running') AND lease_until < $now::timestamptz
 ORDER BY id
@@ -173,7 +174,7 @@ SELECT id AS event_id, timestamp AS at, content FROM (
 ORDER BY id;
 
 -- name: tasks_frame
-SELECT task_id, content, task_type, task_status AS status, priority, requirements,
+SELECT task_id, name, content, task_type, task_status AS status, priority, requirements,
        dependencies, assigned_to, created_at, assigned_at, started_at, completed_at,
        retry_count, max_retries, retry_until, lease_until, execution_duration_ms,
        estimated_duration_ms, error_message AS error, blocked_by, waiting_on, task_batch_id,

@@ -13,7 +13,13 @@ import pytest
 
 import athena_orch as ao
 from athena_orch import display
-from athena_orch.exceptions import DuplicateTaskError, ValidationError
+from athena_orch import task_records as tr
+from athena_orch.exceptions import (
+    DependencyError,
+    DuplicateTaskError,
+    ValidationError,
+    shown,
+)
 from athena_orch.stores.sql import migrations
 from tests.test_mcp_tools import Tools, run_tools
 
@@ -65,6 +71,16 @@ def test_a_dataframe_name_column_with_empty_cells_falls_back_to_the_key(orch):
                           "key": ["k1", None, "k3"], "name": [None, "B", float("nan")]})
     ids = orch.queue.create_tasks(frame)
     assert [orch.queue.get_task_status(i).name for i in ids] == ["k1", "B", "k3"]
+
+
+def test_both_validators_name_records_alike():
+    records = [{"content": "a", "task_type": "t", "key": "k1"},
+               {"content": "b", "task_type": "t", "key": "k2", "name": "B"},
+               {"content": "c", "task_type": "t", "name": "C"},
+               {"content": "d", "task_type": "t"}]
+    for data in (records, pd.DataFrame(records)):
+        assert tr.batch_from(data).name == [r.name for r in tr.records_from(data)] \
+            == ["k1", "B", "C", None]
 
 
 BAD_NAMES = ["", "   ", "x" * 513, "a\x00b", "\ud800", 5, ["a"]]
@@ -172,6 +188,17 @@ def test_dependencies_on_a_card_are_told_apart(orch):
     tid = orch.queue.create_task("x", "t", dependencies=deps)
     text = html.unescape(display.task_html(orch.queue.get_task_status(tid)))
     assert all(f"…{d[-12:]}" in text for d in deps)
+
+
+def test_error_messages_keep_whole_ids(orch):
+    unknown = tr.new_task_ids(8)
+    with pytest.raises(DependencyError) as caught:
+        orch.queue.create_task("x", "t", dependencies=unknown)
+    message = str(caught.value)
+    quoted = re.findall(r"'([^']*)'", message)
+    assert len(quoted) >= 2 and all(q in unknown for q in quoted)
+    assert message.rsplit("'", 1)[1] in ("…", "]")  # cut between ids, never inside one
+    assert shown(unknown[0]) == repr(unknown[0])
 
 
 # --------------------------------------------------------------------------- MCP tools

@@ -45,6 +45,7 @@ RAISED = "var(--jp-layout-color2, #e5e7eb)"
 BORDER = "var(--jp-border-color1, #d1d5db)"
 ERROR = "var(--jp-error-color1, #b91c1c)"
 SUCCESS = "var(--jp-success-color1, #15803d)"
+WARNING = "var(--jp-warn-color1, #b45309)"
 BRAND = "var(--jp-brand-color1, #2563eb)"
 THEMED = f"color: {TEXT}; background: {BACKGROUND};"
 HIGHLIGHT = (
@@ -372,9 +373,10 @@ def frame_html(
 
 
 def message_html(text: str, kind: str = "info") -> str:
-    """A one-line message for a form: kind is 'info', 'ok' or 'error'. The text is in the
-    theme's text colour; only the icon and the left rule carry green or red."""
-    colour = {"ok": SUCCESS, "error": ERROR}.get(kind, BORDER)
+    """A one-line message for a form: kind is 'info', 'ok', 'warning' or 'error'. The text
+    is in the theme's text colour; only the icon and the left rule carry the colour (a
+    warning's text brings its own ⚠)."""
+    colour = {"ok": SUCCESS, "error": ERROR, "warning": WARNING}.get(kind, BORDER)
     icon = {"ok": "✔ ", "error": "✖ "}.get(kind, "")
     return (
         f'<div class="athena-message-{esc(kind)}" style="{THEMED} '

@@ -22,6 +22,7 @@ class OrchestrationManager:
     def __init__(self, path: str | Path | None = None, *, read_only: bool = False,
                  tracer: Any = None, pool_size: int | None = None,
                  pool_timeout: float | None = None, **queue_settings: Any):
+        self._closed = False
         self.db = open_database(path, read_only=read_only, tracer=tracer, pool_size=pool_size,
                                 pool_timeout=pool_timeout)
         self.episodic = EpisodicStore(self.db)
@@ -36,7 +37,13 @@ class OrchestrationManager:
     def path(self) -> str:
         return self.db.path
 
+    @property
+    def closed(self) -> bool:
+        """Whether ``close()`` was called: nothing can be read or written any more."""
+        return self._closed
+
     def close(self) -> None:
+        self._closed = True
         self.events.close()
         self.db.close()
 

@@ -107,10 +107,8 @@ def _task_label(row: Any, width: int = 70) -> str:
 
 
 def is_closed(orch: OrchestrationManager) -> bool:
-    """Whether ``orch.close()`` was called. The stores have no public flag yet: DuckDB
-    drops its handle and PostgreSQL its pool on close."""
-    db = orch.db
-    return getattr(db, "_handle", getattr(db, "_pool", True)) is None
+    """Whether ``orch.close()`` was called."""
+    return orch.closed
 
 
 def _bundle(form: Any, **kwargs: Any) -> Any:

@@ -294,3 +294,9 @@ def test_importing_athena_orch_does_not_import_the_styler():
         "assert 'pandas.io.formats.style' not in sys.modules\n"
     )
     subprocess.run([sys.executable, "-c", code], check=True)
+
+
+def test_a_warning_message_has_its_own_colour_and_the_themes_text():
+    out = display.message_html("⚠ careful", "warning")
+    assert "--jp-warn-color1" in out and "athena-message-warning" in out
+    assert display.message_html("fine") != display.message_html("fine", "warning")

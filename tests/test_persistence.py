@@ -218,3 +218,10 @@ def test_read_only_open_from_another_process(tmp_path):
     rc, report = _child(path, "ro", tmp_path)
     assert rc == 0, report
     assert sorted(report["tasks"]) == ["one", "two"]
+
+
+def test_a_manager_says_whether_it_is_closed(database_url):
+    orch = athena_orch.connect(database_url())
+    assert orch.closed is False
+    orch.close()
+    assert orch.closed is True

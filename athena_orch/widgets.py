@@ -103,7 +103,7 @@ def _title(row: Any) -> str:
 def _task_label(row: Any, width: int = 70) -> str:
     title = _title(row)
     title = title if len(title) <= width else title[: width - 1] + "…"
-    return f"{title} · {row.task_type} · {row.status}"
+    return f"{title} · {row.task_type} · {row.status} · {d.short_text(row.task_id)}"
 
 
 def is_closed(orch: OrchestrationManager) -> bool:
@@ -862,6 +862,8 @@ class TaskBoard(_Form):
 
     css_prefix = "athena-board"
     TABLE_COLUMNS = [
+        "task_id",
+        "name",
         "content",
         "task_type",
         "priority",
@@ -1053,7 +1055,8 @@ class TaskBoard(_Form):
                 max_rows=self.page_size,
                 empty="no tasks match",
                 highlight=lambda row: row["task_id"] == self.selected,
-                cells={"status": d.status_badge, "priority": d.priority_badge},
+                cells={"status": d.status_badge, "priority": d.priority_badge,
+                       "task_id": d.short_id},
             )
             self._quiet = True
             try:

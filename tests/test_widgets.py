@@ -172,7 +172,7 @@ def test_create_task_with_dependencies_picked_from_existing_tasks(anyone):
     orch.queue.create_task("third", "research")
     form = widgets.CreateTaskForm(orch)
     labels = dict((tid, label) for label, tid in form.dependencies.options)
-    assert labels[first] == "first · research · pending"
+    assert labels[first] == f"first · research · pending · …{first[-12:]}"  # ids tell apart
     form.content.value = "summarise"
     form.task_type.value = "writing"
     form.dependencies.value = (first, second)

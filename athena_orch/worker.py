@@ -33,6 +33,7 @@ import sys
 import threading
 import time
 import traceback
+import weakref
 from collections.abc import Callable, Mapping
 from dataclasses import asdict, dataclass, replace
 from typing import TYPE_CHECKING, Any
@@ -63,6 +64,8 @@ MAX_ERROR_CHARS = 20_000
 REFRESH_SECONDS = 0.25
 #: The longest a time limit, grace period or interval may be: the queue's 10-year bound.
 MAX_SECONDS = v.MAX_DURATION_MS / 1000
+#: Assigned tasks read per look, in queue order (those past it are seen as these start).
+MAX_ASSIGNED = 1000
 
 
 class DoNotRetry(Exception):  # noqa: N818 - read as a sentence in a handler: raise DoNotRetry
@@ -148,8 +151,9 @@ class Worker:
     too, with the attempt the assignment made: they are looked for when a claim leaves room
     (an assigned task takes a slot of the agent's capacity, so claims come back short) and
     at least every ``poll_seconds`` before claiming, so a stream of claimable work never
-    starves them; ``assign_task`` wakes an idle worker. An assigned task of a type it has no
-    handler for is left to another worker of the agent, or to its lease.
+    starves them; ``assign_task`` wakes an idle worker. The workers of one process share
+    that look (one read per wake-up, not one each). An assigned task of a type the worker
+    has no handler for is left to another worker of the agent, or to its lease.
     ``assigned_only``: never claim, only run what is assigned (a push agent).
     """
 
@@ -322,6 +326,7 @@ class Worker:
             self._cond.notify_all()
             self._tick.notify()
         self.orch.queue.wakeups.notify()  # a claimer waiting for work looks up at once
+        # (its neighbours in this process look too: one wasted claim each, only on a stop)
 
     def _on_signal(self, signum: int, frame: Any) -> None:
         """SIGINT / SIGTERM: stop gracefully; a second one ends the grace period at once."""
@@ -443,10 +448,8 @@ class Worker:
         another worker of the agent started first is skipped."""
         self._look_at = time.monotonic() + self.poll_seconds
         types = self.task_types
-        found = self.orch.queue.query_tasks({"status": "assigned", "agent_id": self.agent_id,
-                                             "limit": n if types is None else None})
         started: list[Task] = []
-        for task in found:
+        for task in _assigned(self.orch.queue, self.agent_id):
             if len(started) == n:
                 break
             if types is not None and task.task_type not in types:
@@ -843,6 +846,44 @@ _BOX = ("font-family: system-ui, sans-serif; font-size: 13px; line-height: 1.35;
         "display: inline-block; max-width: 56em;")
 _TH = ("text-align: left; padding: 1px 10px 1px 0; color: #6b7280; font-weight: normal; "
        "vertical-align: top; white-space: nowrap;")
+
+
+class _Assignments:
+    """The tasks assigned (not yet started) in a queue, read at most once per wake-up
+    generation for all the workers of this process: every write that may bring work wakes
+    every waiting worker, and on DuckDB a read each would cost a few ms times the number
+    of workers. The generation is read before the tasks, so an assignment made after the
+    read moves it and the next look reads again."""
+
+    def __init__(self, queue: Any):
+        self.queue = queue
+        self.lock = threading.Lock()
+        self.generation: int | None = None
+        self.by_agent: dict[str, list[Task]] = {}
+
+    def of(self, agent_id: str) -> list[Task]:
+        with self.lock:
+            generation = self.queue.wakeups.generation
+            if generation != self.generation:
+                self.by_agent = {}
+                for task in self.queue.query_tasks({"status": "assigned",
+                                                    "limit": MAX_ASSIGNED}):
+                    self.by_agent.setdefault(task.assigned_to, []).append(task)
+                self.generation = generation
+            return list(self.by_agent.get(agent_id, ()))
+
+
+_boards: weakref.WeakKeyDictionary[Any, _Assignments] = weakref.WeakKeyDictionary()
+_boards_lock = threading.Lock()
+
+
+def _assigned(queue: Any, agent_id: str) -> list[Task]:
+    """The tasks assigned to ``agent_id`` that have not started, in queue order."""
+    with _boards_lock:
+        board = _boards.get(queue)
+        if board is None:
+            board = _boards[queue] = _Assignments(queue)
+    return board.of(agent_id)
 
 
 def _handler(fn: Callable, time_limit: float | None) -> _Handler:

@@ -1,8 +1,9 @@
 """The main job: ``athena-orch demo`` and the workloads it runs.
 
 One small synthetic run (module-scoped, on a file) is checked for the invariants a
-newcomer relies on: every task ends final, no attempt has two agents, blocked work has a
-failed or cancelled ancestor, agent figures match the task table, the report has its
+newcomer relies on: every task ends final, no attempt has two agents and no task is
+completed twice, the crashed agent's tasks came back through their leases, blocked work has
+a failed or cancelled ancestor, agent figures match the task table, the report has its
 plots, and running again resumes instead of duplicating.
 """
 
@@ -36,7 +37,6 @@ FAST = DemoSettings(
     lease_seconds=1.0,
     retry_backoff_seconds=0.02,
     retry_backoff_max_seconds=0.2,
-    requeue_interval=0.3,
     dispatch_interval=0.05,
     crash_at=0.3,
     crash_min_tasks=0,
@@ -89,7 +89,7 @@ def test_the_run_exercised_routing_claims_and_retries(demo_db):
     _, summary = demo_db
     assert summary["routing_decisions"] > 0
     assert summary["routing_by_source"].get("route_batch", 0) > 0
-    assert summary["routed_assignments"] > 0
+    assert summary["routed_assignments"] > 0 and summary["claims"] > 0
     assert summary["retries"] > 0
     assert summary["warnings"] == []
 
@@ -115,6 +115,7 @@ def test_no_attempt_has_two_agents(orch):
     history = orch.queue.history_frame()
     assert set(history["task_id"]) == set(tasks.index)
     for task_id, events in history.sort_values("event_id").groupby("task_id"):
+        assert (events["to_status"] == "completed").sum() <= 1, task_id
         attempts = _attempts(events.to_dict("records"))
         for attempt in attempts:
             agents = {e["agent_id"] for e in attempt}
@@ -124,6 +125,18 @@ def test_no_attempt_has_two_agents(orch):
                 assert [e["to_status"] for e in attempt] == ["assigned", "running", "completed"]
         if tasks.at[task_id, "status"] == "completed":
             assert attempts[-1][0]["agent_id"] == tasks.at[task_id, "assigned_to"]
+
+
+def test_the_crashed_agents_tasks_came_back_through_requeue_stale(demo_db, orch):
+    _, summary = demo_db
+    (victim,) = summary["crashed_agents"]
+    history = orch.queue.history_frame()
+    expired = history[history["detail"].str.contains(f"lease expired (agent {victim})",
+                                                     regex=False, na=False)]
+    assert len(expired) >= 1 and set(expired["from_status"]) <= {"assigned", "running"}
+    assert summary["lease_expiries"] >= len(expired)
+    table = summary["agents"].set_index("agent_id")
+    assert table.at[victim, "lease_expired"] == len(expired)
 
 
 def test_blocked_tasks_have_a_failed_or_cancelled_ancestor(orch):
@@ -142,6 +155,7 @@ def test_agent_figures_match_the_task_table_and_history(demo_db, orch):
     ends = history[
         history["from_status"].isin(["assigned", "running"])
         & history["to_status"].isin(["pending", "failed"])
+        & ~history["detail"].str.startswith("released", na=False)  # a release is no failure
     ]
     failed = Counter(ends["agent_id"])
     for agent_id, row in agents.iterrows():

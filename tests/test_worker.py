@@ -479,6 +479,26 @@ def test_a_worker_also_runs_what_is_assigned_to_its_agent_under_that_attempt(fas
     check_invariants(fast)
 
 
+def test_workers_of_one_process_each_run_what_is_assigned_to_their_own_agent(fast):
+    q = fast.queue
+    ids = {agent: [q.create_task(f"{agent} {i}", "t") for i in range(3)] for agent in "ab"}
+    workers = {agent: make(fast, {"t": lambda task: task.content}, agent_id=agent,
+                           assigned_only=True, concurrency=3) for agent in "ab"}
+    for agent, task_ids in ids.items():
+        for task_id in task_ids:
+            q.assign_task(task_id, agent)
+    for worker in workers.values():
+        worker.start()
+    try:
+        wait_until(lambda: all(w.summary.completed == 3 for w in workers.values()), "both")
+    finally:
+        for worker in workers.values():
+            worker.stop()
+    for agent, task_ids in ids.items():
+        assert {q.get_task_status(t).assigned_to for t in task_ids} == {agent}
+        assert all(completions(fast, t) == 1 for t in task_ids)
+
+
 def test_a_stream_of_claimable_work_does_not_starve_an_assigned_task(fast):
     q = fast.queue
     fast.registry.register_agent("bot", [], {"max_concurrent_tasks": 5})  # claims never short

@@ -449,7 +449,7 @@ class Worker:
         self._look_at = time.monotonic() + self.poll_seconds
         types = self.task_types
         started: list[Task] = []
-        for task in _assigned(self.orch.queue, self.agent_id):
+        for task in _assigned(self.orch.queue, self.agent_id, self.poll_seconds):
             if len(started) == n:
                 break
             if types is not None and task.task_type not in types:
@@ -849,27 +849,29 @@ _TH = ("text-align: left; padding: 1px 10px 1px 0; color: #6b7280; font-weight: 
 
 
 class _Assignments:
-    """The tasks assigned (not yet started) in a queue, read at most once per wake-up
-    generation for all the workers of this process: every write that may bring work wakes
-    every waiting worker, and on DuckDB a read each would cost a few ms times the number
-    of workers. The generation is read before the tasks, so an assignment made after the
-    read moves it and the next look reads again."""
+    """The tasks assigned (not yet started) in a queue, read once per wake-up generation
+    for all the workers of this process: every write that may bring work wakes every
+    waiting worker, and on DuckDB a read each would cost a few ms times the number of
+    workers. The generation is read before the tasks, so an assignment made after the read
+    moves it and the next look reads again; a read older than the caller's ``max_age`` is
+    made again too (a notification from another process may be lost)."""
 
     def __init__(self, queue: Any):
         self.queue = queue
         self.lock = threading.Lock()
         self.generation: int | None = None
+        self.read_at = 0.0
         self.by_agent: dict[str, list[Task]] = {}
 
-    def of(self, agent_id: str) -> list[Task]:
+    def of(self, agent_id: str, max_age: float) -> list[Task]:
         with self.lock:
-            generation = self.queue.wakeups.generation
-            if generation != self.generation:
+            generation, now = self.queue.wakeups.generation, time.monotonic()
+            if generation != self.generation or now - self.read_at >= max_age:
                 self.by_agent = {}
                 for task in self.queue.query_tasks({"status": "assigned",
                                                     "limit": MAX_ASSIGNED}):
                     self.by_agent.setdefault(task.assigned_to, []).append(task)
-                self.generation = generation
+                self.generation, self.read_at = generation, now
             return list(self.by_agent.get(agent_id, ()))
 
 
@@ -877,13 +879,14 @@ _boards: weakref.WeakKeyDictionary[Any, _Assignments] = weakref.WeakKeyDictionar
 _boards_lock = threading.Lock()
 
 
-def _assigned(queue: Any, agent_id: str) -> list[Task]:
-    """The tasks assigned to ``agent_id`` that have not started, in queue order."""
+def _assigned(queue: Any, agent_id: str, max_age: float) -> list[Task]:
+    """The tasks assigned to ``agent_id`` that had not started at most ``max_age`` seconds
+    ago (or at the last wake-up), in queue order."""
     with _boards_lock:
         board = _boards.get(queue)
         if board is None:
             board = _boards[queue] = _Assignments(queue)
-    return board.of(agent_id)
+    return board.of(agent_id, max_age)
 
 
 def _handler(fn: Callable, time_limit: float | None) -> _Handler:

@@ -105,7 +105,9 @@ def simulated_work(agent: dict[str, Any], settings: DemoSettings, seed: int,
     return work
 
 
-def agent_metadata(record: dict[str, Any]) -> dict[str, Any]:
+def _agent_metadata(record: dict[str, Any]) -> dict[str, Any]:
+    """What the registry keeps of a simulated agent: the router reads its capacity, people
+    read the rest."""
     return {
         "max_concurrent_tasks": int(record["max_concurrent_tasks"]),
         "speed_factor": float(record.get("speed_factor", 1.0)),
@@ -307,7 +309,7 @@ def run_demo(
     try:
         for record in team_records:
             orch.registry.register_agent(
-                record["agent_id"], list(record["capabilities"]), agent_metadata(record)
+                record["agent_id"], list(record["capabilities"]), _agent_metadata(record)
             )
         before = queue.get_queue_statistics().total_count
         ids = queue.create_tasks(task_records) if task_records else []

@@ -15,23 +15,11 @@ test_browser_widgets.py).
 
 from __future__ import annotations
 
-import os
-import shutil
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
-from test_browser_widgets import (
-    ARTIFACTS,
-    CHROMIUM,
-    CHROMIUM_ARGS,
-    NOTEBOOK,
-    PAGE_TIMEOUT_MS,
-    free_port,
-    stop,
-    wait_until_up,
-)
+from browser import ARTIFACTS, chromium, page_of, start_voila, stop
+from test_browser_widgets import NOTEBOOK
 
 import athena_orch
 
@@ -63,48 +51,11 @@ w.VBox([writer, board.widget])
 def serve(tmp_path):
     """serve(notebook) -> url: Voila on a loopback port, with ATHENA_ORCH_DB a file in
     tmp_path (``tmp_path / "app.duckdb"``); stopped after the test."""
-    if not CHROMIUM.exists():
-        pytest.skip(
-            f"{CHROMIUM} is missing: install Debian's chromium (apt-get install -y "
-            "chromium) to run the browser tests"
-        )
-    pytest.importorskip("playwright.sync_api", reason="the playwright package is not installed")
-    voila = shutil.which("voila", path=str(Path(sys.executable).parent))
-    if voila is None:
-        pytest.skip("voila is not installed next to this Python")
     processes = []
 
     def start(notebook: Path) -> str:
-        port = free_port()
-        log = tmp_path / f"voila-{port}.log"
-        env = {
-            **os.environ,
-            "ATHENA_ORCH_DB": str(tmp_path / "app.duckdb"),
-            "JUPYTER_RUNTIME_DIR": str(tmp_path / "runtime"),
-            "JUPYTER_CONFIG_DIR": str(tmp_path / "config"),
-            "PYTHONUNBUFFERED": "1",
-        }
-        with log.open("w") as out:
-            process = subprocess.Popen(
-                [
-                    voila,
-                    str(notebook),
-                    "--no-browser",
-                    f"--port={port}",
-                    "--Voila.ip=127.0.0.1",
-                    "--Voila.port_retries=0",
-                    "--show_tracebacks=True",
-                ],
-                cwd=notebook.parent,
-                env=env,
-                stdout=out,
-                stderr=subprocess.STDOUT,
-                stdin=subprocess.DEVNULL,
-                start_new_session=True,
-            )
+        url, process, _ = start_voila(notebook, tmp_path / "app.duckdb", tmp_path)
         processes.append(process)
-        url = f"http://127.0.0.1:{port}/"
-        wait_until_up(url, process, log)
         return url
 
     try:
@@ -117,22 +68,8 @@ def serve(tmp_path):
 @pytest.fixture
 def browser(tmp_path):
     """A Chromium page (Playwright) with a generous timeout."""
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as p:
-        context = p.chromium.launch_persistent_context(
-            str(tmp_path / "chromium-profile"),
-            executable_path=str(CHROMIUM),
-            headless=True,
-            args=CHROMIUM_ARGS,
-            viewport={"width": 1200, "height": 1600},
-        )
-        try:
-            page = context.pages[0] if context.pages else context.new_page()
-            page.set_default_timeout(PAGE_TIMEOUT_MS)
-            yield page
-        finally:
-            context.close()
+    with chromium(tmp_path / "chromium-profile", {"width": 1200, "height": 1600}) as context:
+        yield page_of(context)
 
 
 def shot(page, name: str) -> Path:

@@ -17,7 +17,7 @@ import sys
 from pathlib import Path
 
 import pytest
-from test_browser_widgets import ARTIFACTS, CHROMIUM, CHROMIUM_ARGS, PAGE_TIMEOUT_MS
+from browser import ARTIFACTS, PAGE_TIMEOUT_MS, chromium
 
 from athena_orch import display
 from athena_orch.models import Agent, Task, TaskStatus
@@ -123,35 +123,17 @@ def _page(theme_css: str, orch) -> str:
 
 
 @pytest.fixture
-def chromium(tmp_path):
-    if not CHROMIUM.exists():
-        pytest.skip(
-            f"{CHROMIUM} is missing: install Debian's chromium "
-            "(apt-get install -y chromium) to run the browser test"
-        )
-    pytest.importorskip("playwright.sync_api", reason="the playwright package is not installed")
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as p:
-        context = p.chromium.launch_persistent_context(
-            str(tmp_path / "chromium-profile"),
-            executable_path=str(CHROMIUM),
-            headless=True,
-            args=CHROMIUM_ARGS,
-            viewport={"width": 1000, "height": 900},
-        )
-        try:
-            yield context
-        finally:
-            context.close()
+def browser(tmp_path):
+    with chromium(tmp_path / "chromium-profile", {"width": 1000, "height": 900}) as context:
+        yield context
 
 
 @pytest.mark.parametrize("theme", ["light", "dark"])
-def test_text_keeps_its_contrast_in_the_jupyterlab_theme(chromium, orch, theme):
+def test_text_keeps_its_contrast_in_the_jupyterlab_theme(browser, orch, theme):
     css = THEMES / f"theme-{theme}-extension" / "index.css"
     if not css.exists():
         pytest.skip(f"JupyterLab's {theme} theme is not installed ({css})")
-    page = chromium.new_page()
+    page = browser.new_page()
     page.set_default_timeout(PAGE_TIMEOUT_MS)
     page.emulate_media(color_scheme=theme)
     page.set_content(_page(css.read_text(), orch), wait_until="load")

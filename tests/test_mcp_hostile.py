@@ -344,6 +344,7 @@ def valid_values(
     return {
         "content": valid_text,
         "task_type": valid_text,
+        "name": valid_text | st.none(),
         "priority": st.sampled_from(PRIORITIES),
         "requirements": caps,
         "capabilities": caps,

@@ -89,6 +89,7 @@ TOOLS = {
     "orchestration_fail_task": ACTIVE,
     "orchestration_cancel_task": ["pending", "assigned", "running", "blocked"],
     "orchestration_heartbeat": ACTIVE,
+    "orchestration_release_task": ACTIVE,
     "orchestration_register_agent": None,
     "orchestration_learn_new_capability": None,
     "orchestration_route_task": None,
@@ -483,6 +484,9 @@ def check_success(s: Session, name: str, args: dict[str, Any], result: Any) -> N
         assert got["error"] == args.get("reason", "cancelled")
     elif name == "orchestration_start_task":
         assert s.task(args["task_id"])["status"] == "running"
+    elif name == "orchestration_release_task":
+        got = s.task(args["task_id"])
+        assert (got["status"], got["assigned_to"]) == ("pending", None)
     elif name == "orchestration_claim_task":
         if answer["claimed"]:
             got = s.task(answer["task"]["id"])

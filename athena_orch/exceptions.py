@@ -28,6 +28,12 @@ class ValidationError(OrchestrationError, ValueError):
     """An argument has the wrong type or value; nothing was written."""
 
 
+class EvaluationError(ValidationError):
+    """The decision log cannot answer the off-policy question asked of it: no propensities,
+    no outcomes, no usable decision, or a policy that is not a probability distribution
+    over the logged candidates."""
+
+
 class TaskNotFoundError(OrchestrationError, KeyError):
     """A write named a task id that does not exist."""
 

@@ -25,6 +25,14 @@ What the replay can and cannot say:
   their row with ``replayable`` False, ``replayed_agent`` None and ``changed`` False, and
   :func:`load_shift` leaves them out. A decision with no eligible candidate is replayable
   and stays without an agent.
+
+Re-ranking says where decisions would go, not how they would have turned out. For that,
+off-policy evaluation (``athena_orch.evaluation``, re-exported here) joins the decisions
+with their outcomes and estimates another policy's success rate or mean duration from the
+logged propensities (IPS, SNIPS, doubly robust, bootstrap intervals):
+
+    from athena_orch.analysis import decision_outcomes, evaluate_policy, uniform_policy
+    evaluate_policy(decision_outcomes(orch), uniform_policy())
 """
 
 from __future__ import annotations
@@ -35,6 +43,34 @@ from typing import Any
 import pandas as pd
 
 from .capability_router import COMPONENTS, check_weights, weighted_score
+from .evaluation import (
+    compare_policies,
+    decision_outcomes,
+    evaluate_policy,
+    greedy_policy,
+    join_outcomes,
+    logged_policy,
+    uniform_policy,
+)
+
+__all__ = [  # this module's own names and the off-policy evaluation it re-exports
+    "CANDIDATE_COLUMNS",
+    "REPLAY_COLUMNS",
+    "SHIFT_COLUMNS",
+    "candidate_components",
+    "decision_summary",
+    "load_shift",
+    "replay_decisions",
+    "score",
+    "sweep_weight",
+    "compare_policies",
+    "decision_outcomes",
+    "evaluate_policy",
+    "greedy_policy",
+    "join_outcomes",
+    "logged_policy",
+    "uniform_policy",
+]
 
 CANDIDATE_COLUMNS = [
     "decision_id",

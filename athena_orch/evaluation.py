@@ -106,7 +106,8 @@ def join_outcomes(decisions: pd.DataFrame, history: pd.DataFrame,
     attempts = _attempts(history, tasks)
     keyed = out.loc[out["task_id"].notna() & out["selected_agent"].notna(),
                     ["decision_id", "decided_at", "task_id", "selected_agent"]]
-    keyed = keyed.assign(decided_at=_utc(keyed["decided_at"])).sort_values(
+    keyed = keyed.assign(decided_at=_utc(keyed["decided_at"]), task_id=_keys(keyed["task_id"]),
+                         selected_agent=_keys(keyed["selected_agent"])).sort_values(
         ["decided_at", "decision_id"])
     credited = pd.merge_asof(
         keyed, attempts.sort_values("assigned_at"), left_on="decided_at",
@@ -136,7 +137,10 @@ def _attempts(history: pd.DataFrame, tasks: pd.DataFrame) -> pd.DataFrame:
                        ["event_id", "at", "task_id", "to_status", "detail"]]
     starts = starts.rename(columns={"event_id": "assignment", "at": "assigned_at",
                                     "agent_id": "selected_agent"})
+    starts = starts.assign(task_id=_keys(starts["task_id"]),
+                           selected_agent=_keys(starts["selected_agent"]))
     ends = ends.rename(columns={"event_id": "end", "at": "outcome_at"})
+    ends = ends.assign(task_id=_keys(ends["task_id"]))
     paired = pd.merge_asof(starts.sort_values("assignment"), ends.sort_values("end"),
                            left_on="assignment", right_on="end", by="task_id",
                            direction="forward", allow_exact_matches=False)
@@ -152,6 +156,12 @@ def _attempts(history: pd.DataFrame, tasks: pd.DataFrame) -> pd.DataFrame:
     paired["assigned_at"] = _utc(paired["assigned_at"])
     return paired[["task_id", "selected_agent", "assigned_at", "assignment", "outcome",
                    "success", "duration_ms", "outcome_at"]]
+
+
+def _keys(values: pd.Series) -> pd.Series:
+    """Ids as plain objects: merge_asof wants one dtype on both sides, and frames read
+    back from a file or another backend may hold them as str or object."""
+    return values.astype(object)
 
 
 def _utc(values: pd.Series) -> pd.Series:
@@ -228,6 +238,10 @@ def _table(name: str, table: Any) -> dict[tuple[Any, Any], float]:
 
 def _distribution(answer: Any, row: Mapping[str, Any], name: str) -> dict[str, float]:
     """A policy's answer checked: a dict over the row's candidates, non-negative, sum 1."""
+    if isinstance(answer, dict) and answer.keys() <= set(row["candidates"]) and all(
+            type(p) is float and 0.0 <= p <= 1.0 for p in answer.values()) \
+            and abs(math.fsum(answer.values()) - 1.0) <= TOLERANCE:
+        return answer  # the common case, checked without building a message
     where = f"decision {shown(row.get('decision_id'))}"
     if not isinstance(answer, Mapping):
         raise EvaluationError(f"{name} returned {shown(answer)} for {where}; a policy "
@@ -498,7 +512,9 @@ def _usable(log: Any, reward: Any, drop_missing: Any) -> _Usable:
             "propensity")
     used = log.loc[use]
     return _Usable(
-        rows=used.to_dict("records"), agents=used["selected_agent"].to_numpy(dtype=object),
+        rows=[dict(zip(used.columns, values))
+              for values in zip(*(used[c].to_numpy(dtype=object) for c in used.columns))],
+        agents=used["selected_agent"].to_numpy(dtype=object),
         task_types=used["task_type"].to_numpy(dtype=object), propensity=p[use], reward=r[use],
         reward_name=reward, without_reward=int((~has_reward).sum()),
         without_propensity=int(missing.sum()))

@@ -42,7 +42,12 @@ effective sample size (Σw)²/Σw²: how many decisions the estimate really rest
 
 No overlap: when the target policy never picks the logged agent (say both are
 deterministic and disagree everywhere) the log says nothing about it. Rather than IPS's
-misleading 0, every estimate is then NaN and ``note`` says why.
+misleading 0, every estimate is then NaN and ``note`` says why. Partial support is
+subtler: ``unsupported`` is the share of the target's choices that go to agents the
+logging policy gave probability 0 (known from the logged ``propensities``; the weighted
+router is deterministic, so anything but its choice). IPS and SNIPS score that share 0 and
+DR as its model predicts; ``note`` says so. Only an exploring logger (the
+learning policy) gives every agent support.
 """
 
 from __future__ import annotations
@@ -67,9 +72,10 @@ TOLERANCE = 1e-6  # how far a policy's probabilities may sum from 1
 BOOT_CELLS = 2_000_000  # resampled indices held at once (rows × resamples per chunk)
 PROPENSITY_COLUMNS = {"policy": None, "propensity": math.nan, "propensity_method": None,
                       "propensities": {}}
-OUTCOME_COLUMNS = ["task_type", "outcome", "success", "duration_ms", "outcome_at"]
-RESULT_COLUMNS = ["estimator", "estimate", "low", "high", "n", "matched", "effective_n",
-                  "logged_mean", "reward", "n_without_reward", "n_without_propensity", "note"]
+OUTCOME_COLUMNS = ["outcome", "success", "duration_ms", "outcome_at"]  # added after task_type
+RESULT_COLUMNS = ["estimator", "estimate", "low", "high", "n", "matched", "unsupported",
+                  "effective_n", "logged_mean", "reward", "n_without_reward",
+                  "n_without_propensity", "note"]
 _ACTIVE = ("assigned", "running")
 _ENDS = ("completed", "pending", "failed", "cancelled")
 _SUCCESS = {"completed": 1.0, "retried": 0.0, "failed": 0.0}
@@ -113,11 +119,11 @@ def join_outcomes(decisions: pd.DataFrame, history: pd.DataFrame,
         keyed, attempts.sort_values("assigned_at"), left_on="decided_at",
         right_on="assigned_at", by=["task_id", "selected_agent"], direction="forward")
     superseded = credited["assignment"].notna() & credited.duplicated("assignment", keep="last")
-    credited.loc[superseded, ["outcome", "success", "duration_ms", "outcome_at"]] = np.nan
+    credited.loc[superseded, OUTCOME_COLUMNS] = np.nan
     credited = credited.set_index("decision_id")
     task_type = tasks.drop_duplicates("task_id").set_index("task_id")["task_type"]
     out["task_type"] = task_type.reindex(out["task_id"]).to_numpy()
-    for column in ("outcome", "success", "duration_ms", "outcome_at"):
+    for column in OUTCOME_COLUMNS:
         out[column] = credited[column].reindex(out["decision_id"]).to_numpy()
     out["outcome"] = out["outcome"].astype(object).where(out["outcome"].notna(), None)
     out["success"] = out["success"].astype(float)
@@ -287,7 +293,8 @@ def evaluate_policy(log: pd.DataFrame, policy: Policy, *, reward: str = "success
     logged decisions (``log``: :func:`decision_outcomes`). One row per estimator with
     estimate, low and high (percentile bootstrap at ``confidence``, ``n_boot`` resamples,
     ``seed``), n (decisions used), matched (those where the policy could have picked the
-    logged agent), effective_n, logged_mean (the logging policy's observed mean),
+    logged agent), unsupported (see the module doc), effective_n, logged_mean (the
+    logging policy's observed mean),
     n_without_reward (dropped: no agent, no outcome yet, or no duration) and
     n_without_propensity, and a note. A decision without propensity is an error (its rows
     come from before propensities were logged) unless ``drop_missing``. ``reward_model``
@@ -315,8 +322,9 @@ def compare_policies(log: pd.DataFrame, policies: Mapping[str, Policy],
                                               options.get("seed", 0))
     usable = _usable(log, options.get("reward", "success"), options.get("drop_missing", False))
     ones = np.ones(len(usable.reward))
+    n = len(ones)
     observed = _rows(usable, {"observed": (usable.reward, None)}, ones, n_boot, confidence,
-                     seed, "")
+                     seed, True, "", n, 0.0)
     tables = [observed.assign(policy="logged")]
     for name, policy in policies.items():
         table = _estimate(usable, policy, f"policy {name!r}", names,
@@ -344,26 +352,51 @@ def _estimate(usable: _Usable, policy: Any, name: str, estimators: list[str],
     if "dr" in estimators:
         direct, on_logged_q = _model_terms(usable, chosen, reward_model)
         terms["dr"] = (direct + w * (r - on_logged_q), None)
-    note = "" if matched else (
-        f"no overlap: on none of the {len(r)} decisions would the policy have picked the "
-        "logged agent, so the log says nothing about it (log with an exploring policy)")
-    return _rows(usable, terms, w, n_boot, confidence, seed, note, matched)
+    unsupported = _unsupported(usable.rows, chosen)
+    if not matched:
+        note = (f"no overlap: on none of the {len(r)} decisions would the policy have picked "
+                "the logged agent, so the log says nothing about it (log with an exploring "
+                "policy)")
+    elif unsupported > 0:
+        note = (f"partial support: {unsupported:.1%} of the policy's choices go to agents the "
+                "logging policy never picks there; IPS and SNIPS score them 0, DR leans on its "
+                "reward model for them")
+    else:
+        note = ""
+    return _rows(usable, terms, w, n_boot, confidence, seed, bool(matched), note, matched,
+                 unsupported)
+
+
+def _unsupported(rows: list[dict[str, Any]], chosen: list[dict[str, float]]) -> float:
+    """The mean share of the target's probability on agents the logging policy gave
+    probability 0, over the decisions whose logged spread is known (all their
+    ``propensities``, or a deterministic choice); NaN when none is."""
+    shares = []
+    for row, pi in zip(rows, chosen):
+        spread = row.get("propensities")
+        if not (isinstance(spread, Mapping) and spread):
+            if row.get("propensity") != 1.0:
+                continue
+            spread = {row["selected_agent"]: 1.0}
+        shares.append(sum(p for a, p in pi.items() if not spread.get(a, 0.0)))
+    return float(np.mean(shares)) if shares else math.nan
 
 
 def _rows(usable: _Usable, terms: dict[str, tuple[np.ndarray, np.ndarray | None]],
-          w: np.ndarray, n_boot: int, confidence: float, seed: int | None, note: str,
-          matched: int | None = None) -> pd.DataFrame:
-    """The result table: point estimates, bootstrap intervals and the counts."""
+          w: np.ndarray, n_boot: int, confidence: float, seed: int | None, judged: bool,
+          note: str, matched: int, unsupported: float) -> pd.DataFrame:
+    """The result table: point estimates and bootstrap intervals (NaN when the log cannot
+    judge the policy) and the counts."""
     n = len(usable.reward)
-    estimates = {k: _ratio(num.sum(), n if den is None else den.sum())
+    estimates = {k: _ratio(num.sum(), n if den is None else den.sum()) if judged else math.nan
                  for k, (num, den) in terms.items()}
-    bounds = _bootstrap(terms, n, n_boot, confidence, seed) if not note else {}
+    bounds = _bootstrap(terms, n, n_boot, confidence, seed) if judged else {}
     square = float((w * w).sum())
     rows = [{
-        "estimator": k, "estimate": math.nan if note else estimates[k],
+        "estimator": k, "estimate": estimates[k],
         "low": bounds.get(k, (math.nan, math.nan))[0],
         "high": bounds.get(k, (math.nan, math.nan))[1],
-        "n": n, "matched": n if matched is None else matched,
+        "n": n, "matched": matched, "unsupported": unsupported,
         "effective_n": float(w.sum()) ** 2 / square if square > 0 else 0.0,
         "logged_mean": float(usable.reward.mean()), "reward": usable.reward_name,
         "n_without_reward": usable.without_reward,

@@ -50,6 +50,7 @@ def test_ips_and_snips_of_the_uniform_policy_by_hand():
         sum(UNIFORM_W) ** 2 / sum(w * w for w in UNIFORM_W))
     assert table["n"].tolist() == [5, 5]
     assert table["matched"].tolist() == [5, 5]
+    assert table["unsupported"].tolist() == [0.0, 0.0]  # the logger gave every agent a chance
     assert table["logged_mean"].tolist() == [pytest.approx(0.6)] * 2
     assert (table["note"] == "").all()
 
@@ -135,6 +136,12 @@ def test_a_deterministic_log_judged_against_another_deterministic_policy_has_no_
     assert (table["matched"] == 0).all()
     assert (table["effective_n"] == 0).all()
     assert table["note"].str.startswith("no overlap").all()
+    assert (table["unsupported"] == 1.0).all()
+    # a policy that agrees half the time: judged, with the unsupported half said aloud
+    uniform = by_estimator(analysis.evaluate_policy(log, analysis.uniform_policy(), n_boot=200))
+    assert uniform.loc["ips", "estimate"] == pytest.approx(0.5 * 0.6)  # b's half scored 0
+    assert (uniform["unsupported"] == 0.5).all()
+    assert uniform["note"].str.startswith("partial support: 50.0%").all()
     # the same log judges its own deterministic policy (empty propensities, propensity 1)
     own = by_estimator(analysis.evaluate_policy(log, analysis.logged_policy(), n_boot=200))
     assert own.loc["ips", "estimate"] == pytest.approx(0.6)

@@ -36,6 +36,7 @@ from __future__ import annotations
 import io
 import re
 import threading
+import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
@@ -45,7 +46,7 @@ import pandas as pd
 from . import display as d
 from . import validation as v
 from .capability_router import COMPONENTS, check_weights
-from .exceptions import OrchestrationError, ValidationError
+from .exceptions import DatabaseLockedError, OrchestrationError, ValidationError
 from .models import FINAL_STATES, PRIORITIES, Task, TaskStatus
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -56,7 +57,9 @@ __all__ = [
     "CreateTaskForm",
     "RoutingExplorer",
     "TaskBoard",
+    "ManagerSummary",
     "Dashboard",
+    "TaskApp",
     "dashboard",
     "parse_list",
 ]
@@ -71,8 +74,14 @@ MIN_GAP_S = 0.2  # a live view refreshes at most this often, however many events
 
 
 def _wide(width: str = "36em") -> w.Layout:
-    """A fresh layout per widget (a shared one would die with the first ``close()``)."""
-    return w.Layout(width=width)
+    """A fresh layout per widget (a shared one would die with the first ``close()``):
+    ``width`` at most, the window's width in a narrow one."""
+    return w.Layout(width="auto", max_width=width)
+
+
+def _row(*children: w.Widget) -> w.HBox:
+    """Controls side by side that wrap onto the next line in a narrow window."""
+    return w.HBox(list(children), layout=w.Layout(flex_flow="row wrap"))
 
 
 _LABEL = {"description_width": "8em"}
@@ -230,7 +239,7 @@ class Live:
             layout=w.Layout(width="11em"),
         )
         view._tag(auto=self.auto, interval=self.interval)
-        self.widget = w.HBox([self.auto, self.interval])
+        self.widget = _row(self.auto, self.interval)
         self.refreshes = 0  # how many automatic refreshes ran (tests and curious users)
         self._wake = threading.Event()
         self._stopped = threading.Event()
@@ -264,6 +273,29 @@ class Live:
             self.view._attempt(self.view.refresh, keep=True)
             self.refreshes += 1
             self._stopped.wait(MIN_GAP_S)
+
+
+class ManagerSummary(_Form):
+    """The manager's card (database, tasks by state, success rate, agents and their load,
+    capabilities), kept live. Widgets: ``card`` (HTML), ``message``, ``live``."""
+
+    css_prefix = "athena-summary"
+
+    def __init__(self, orch: OrchestrationManager, *, live: bool = True, interval: float = 2.0):
+        super().__init__(orch)
+        self.card = w.HTML(layout=w.Layout(overflow="auto", max_width="100%"))
+        self._tag(card=self.card)
+        self.live = Live(self, interval=interval, auto=live)
+        self.widget = w.VBox([self.card, self.message])
+        self._attempt(self.refresh)
+
+    def refresh(self) -> None:
+        """Re-read the figures of the card."""
+        with self._lock:
+            # long paths and chip rows break rather than widen the card in a narrow window
+            self.card.value = (
+                f'<div style="overflow-wrap: anywhere">{d.manager_html(self.orch)}</div>'
+            )
 
 
 # --------------------------------------------------------------------------- agents
@@ -435,7 +467,7 @@ class CreateTaskForm(_Form):
             options=[],
             rows=10,
             style=_LABEL,
-            layout=w.Layout(width="48em", margin="0 0 0 8.5em"),
+            layout=w.Layout(width="calc(100% - 8.5em)", max_width="48em", margin="0 0 0 8.5em"),
         )
         self.max_retries = w.BoundedIntText(
             value=3, min=0, max=100, description="Max retries", style=_LABEL
@@ -907,7 +939,7 @@ class TaskBoard(_Form):
         self.next = w.Button(description="Next", icon="chevron-right")
         self.page_label = w.HTML()
         self.refresh_button = w.Button(description="Refresh", icon="refresh")
-        self.table = w.HTML()
+        self.table = w.HTML(layout=w.Layout(overflow="auto", max_width="100%"))  # scrolls
         self.open = w.Dropdown(
             description="Open",
             options=[("— pick a row —", None)],
@@ -944,9 +976,9 @@ class TaskBoard(_Form):
             [
                 w.HTML("<b>Task board</b>"),
                 self.counts,
-                w.HBox([self.status, self.agent, self.sort]),
-                w.HBox([self.search, self.refresh_button]),
-                w.HBox([self.previous, self.page_label, self.next]),
+                _row(self.status, self.agent, self.sort),
+                _row(self.search, self.refresh_button),
+                _row(self.previous, self.page_label, self.next),
                 self.message,
                 self.table,
                 self.open,
@@ -1155,3 +1187,92 @@ def dashboard(
 ) -> Dashboard:
     """Every form in one tabbed widget, live; display the result in a notebook."""
     return Dashboard(orch, chart=chart, live=live, interval=interval)
+
+
+# --------------------------------------------------------------------------- the app
+
+HELD_WAIT_S = 15.0  # how long the app waits for a DuckDB file another process holds
+
+
+def connect_patiently(path: str | None, *, wait: float = HELD_WAIT_S) -> OrchestrationManager:
+    """``athena_orch.connect(path)``, retried for up to ``wait`` seconds while another
+    process holds the DuckDB file: on a reload, the page's previous kernel is still
+    shutting down when the new one starts. Raises the last DatabaseLockedError."""
+    from . import connect  # looked up when called, so a redirected connect applies
+
+    deadline = time.monotonic() + wait
+    while True:
+        try:
+            return connect(path)
+        except DatabaseLockedError:
+            if time.monotonic() >= deadline:
+                raise
+            time.sleep(0.5)
+
+
+def held_html(error: DatabaseLockedError) -> str:
+    """What a visitor reads when the DuckDB file is held: what happened, by whom, what to do."""
+    pid = re.search(r"PID (\d+)", str(error))
+    holder = f"another process (PID {pid.group(1)})" if pid else "another process"
+    return (
+        f'<div class="athena-held" style="{d.THEMED} border-left: 4px solid {d.WARNING}; '
+        'padding: 8px 12px; font-family: system-ui, sans-serif; font-size: 14px; line-height: 1.45; '
+        'max-width: 40em; overflow-wrap: anywhere;">'
+        "<b>The task board is open somewhere else</b>"
+        f"<p>Its database is a DuckDB file, which one process may use at a time, and "
+        f"{d.esc(holder)} holds it: most likely this app in another browser tab or "
+        "window.</p><p>What to do: close the other tab and reload this page (the file is "
+        "free a few seconds later; a tab that vanished without closing lets go within "
+        "about two minutes). For several visitors at once, serve the app on PostgreSQL: "
+        "<code>ATHENA_ORCH_DB=postgresql://…</code>.</p>"
+        f"<details><summary>Details</summary><code>{d.esc(error)}</code></details></div>"
+    )
+
+
+class TaskApp:
+    """The Voila page: the live manager summary, the create form and the board in one
+    column that fits a narrow window; a new task is shown on the board.
+
+    ``prepare(orch)`` runs once connected, before the views read anything (e.g. to
+    register the team). When another process holds the DuckDB file for longer than
+    ``wait`` seconds, the page is ``notice`` (:func:`held_html`) instead, and ``orch``
+    and the views are None.
+    """
+
+    def __init__(
+        self,
+        path: str | None,
+        *,
+        prepare: Callable[[OrchestrationManager], Any] | None = None,
+        wait: float = HELD_WAIT_S,
+        interval: float = 2.0,
+    ):
+        self.orch: OrchestrationManager | None = None
+        self.summary: ManagerSummary | None = None
+        self.form: CreateTaskForm | None = None
+        self.board: TaskBoard | None = None
+        self.notice = w.HTML()
+        try:
+            self.orch = connect_patiently(path, wait=wait)
+        except DatabaseLockedError as exc:
+            self.notice.value = held_html(exc)
+            self.widget: w.Widget = self.notice
+            return
+        if prepare is not None:
+            prepare(self.orch)
+        self.summary = ManagerSummary(self.orch, interval=interval)
+        self.form = CreateTaskForm(self.orch, interval=interval)
+        self.board = TaskBoard(self.orch, interval=interval)
+        self.form.on_change(self.board.reveal)
+        self.widget = w.VBox([self.summary.widget, self.form.widget, self.board.widget])
+
+    def close(self) -> None:
+        """Stop the live views and close the manager (harmless on the notice)."""
+        for view in (self.summary, self.form, self.board):
+            if view is not None:
+                view.close()
+        if self.orch is not None:
+            self.orch.close()
+
+    def _repr_mimebundle_(self, **kwargs: Any) -> Any:
+        return _bundle(self, **kwargs)

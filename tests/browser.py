@@ -61,6 +61,22 @@ def chromium(profile: Path, viewport: dict[str, int]) -> Iterator[Any]:
             context.close()
 
 
+@contextlib.contextmanager
+def chromium_browser() -> Iterator[Any]:
+    """A headless Chromium (Playwright) for tests that need several visitors: each
+    ``browser.new_context(viewport=...)`` is one, with cookies of its own."""
+    need_chromium()
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=str(CHROMIUM), headless=True,
+                                    args=CHROMIUM_ARGS)
+        try:
+            yield browser
+        finally:
+            browser.close()
+
+
 def page_of(context: Any) -> Any:
     """The context's page, with a generous timeout."""
     page = context.pages[0] if context.pages else context.new_page()
@@ -68,9 +84,11 @@ def page_of(context: Any) -> Any:
     return page
 
 
-def start_voila(notebook: Path, db_path: Path, folder: Path) -> tuple[str, subprocess.Popen, Path]:
-    """Voila serving ``notebook`` with ATHENA_ORCH_DB=db_path: (url, process, log), once it
-    answers. Stop it with :func:`stop`."""
+def start_voila(notebook: Path, db_path: Path | str, folder: Path
+                ) -> tuple[str, subprocess.Popen, Path]:
+    """Voila serving ``notebook`` with ATHENA_ORCH_DB=db_path (a file or a postgresql://
+    URL): (url, process, log), once it answers. Runs in the notebook's folder, so a
+    ``voila.json`` there applies. Stop it with :func:`stop`."""
     need_chromium()
     voila = shutil.which("voila", path=str(Path(sys.executable).parent))
     if voila is None:

@@ -100,8 +100,10 @@ def join_outcomes(decisions: pd.DataFrame, history: pd.DataFrame,
     get the propensity columns filled with NaN/None/{}."""
     _columns(decisions, ["decision_id", "decided_at", "task_id", "selected_agent"],
              "decisions", "router.decisions()")
-    _columns(history, ["event_id", "at", "task_id", "from_status", "to_status", "agent_id",
-                       "detail"], "history", "queue.history_frame()")
+    moves = ["event_id", "at", "task_id", "from_status", "to_status", "agent_id", "detail"]
+    if isinstance(history, pd.DataFrame) and history.empty:  # no task yet: no JSON columns
+        history = history.reindex(columns=moves)
+    _columns(history, moves, "history", "queue.history_frame()")
     _columns(tasks, ["task_id", "task_type", "execution_duration_ms"], "tasks",
              "queue.to_frame()")
     out = decisions.reset_index(drop=True)

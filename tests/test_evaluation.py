@@ -415,3 +415,16 @@ def test_outcomes_of_a_log_from_before_propensities_fill_them_and_evaluation_ref
     with pytest.raises(EvaluationError, match="lacks the columns"):
         analysis.join_outcomes(old.drop(columns="decided_at"), orch.queue.history_frame(),
                                orch.queue.to_frame())
+
+
+def test_decision_outcomes_before_any_task_or_decision(orch):
+    empty = analysis.decision_outcomes(orch)
+    assert len(empty) == 0
+    assert {"task_type", "outcome", "success", "duration_ms", "propensity"} <= set(empty.columns)
+    orch.registry.register_agent("ann", ["py"])
+    orch.router.decide({"id": "not-a-task", "requirements": ["py"]})
+    log = analysis.decision_outcomes(orch)
+    assert log["outcome"].tolist() == [None] and log["success"].isna().all()
+    assert log["task_type"].isna().all()
+    with pytest.raises(EvaluationError, match="no usable decision"):
+        analysis.evaluate_policy(log, analysis.uniform_policy())

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import re
+import subprocess
+import sys
 import threading
 import time
 
@@ -647,3 +649,90 @@ def test_a_closed_manager_is_detected_and_said(orch):
     assert eventually(lambda: "This manager is closed" in text(board.message))  # by itself
     board.refresh_button.click()
     assert "This manager is closed" in board.error
+
+
+# --------------------------------------------------------------------------- the app
+
+HOLD_UNTIL_TOLD = """
+import sys, athena_orch
+orch = athena_orch.connect(sys.argv[1])
+print("holding", flush=True)
+sys.stdin.readline()
+orch.close()
+"""
+
+
+def _holder(path) -> subprocess.Popen:
+    """Another process holding the DuckDB file until a line arrives on its stdin."""
+    child = subprocess.Popen([sys.executable, "-c", HOLD_UNTIL_TOLD, str(path)],
+                             stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                             stderr=subprocess.PIPE, text=True)
+    assert child.stdout.readline().strip() == "holding", child.stderr.read()
+    return child
+
+
+def test_the_manager_summary_follows_the_queue(orch):
+    summary = widgets.ManagerSummary(orch, interval=0.2)
+    assert "pending 0" in text(summary.card) and "no task finished yet" in text(summary.card)
+    orch.queue.create_task("counted", "x")
+    orch.registry.register_agent("bot", ["python"])
+    assert eventually(lambda: "pending 1" in text(summary.card))
+    assert eventually(lambda: "1 (1 active)" in text(summary.card))
+    summary.close()
+
+
+def test_the_app_files_a_task_and_shows_it_on_board_and_summary():
+    app = widgets.TaskApp(None, prepare=lambda orch: orch.registry.register_agent("w", ["x"]))
+    app.form.content.value = "Filed from the app"
+    app.form.task_type.value = "x"
+    app.form.submit.click()
+    assert app.form.error is None, app.form.message.value
+    assert app.board.selected == app.form.last_task_id  # revealed on the board
+    assert "Filed from the app" in text(app.board.table)
+    app.summary.refresh()
+    assert "pending 1" in text(app.summary.card)
+    app.close()
+    assert app.orch.closed
+
+
+def test_the_app_on_a_held_file_explains_it_and_leaves_the_file_alone(tmp_path):
+    path = tmp_path / "held.duckdb"
+    with athena_orch.connect(path) as orch:
+        orch.queue.create_task("already there", "x")
+    child = _holder(path)
+    try:
+        app = widgets.TaskApp(str(path), wait=0.5, prepare=lambda orch: pytest.fail("ran"))
+        assert app.orch is None and app.form is None and app.board is None
+        assert app.widget is app.notice
+        message = text(app.notice)
+        assert "The task board is open somewhere else" in message
+        assert f"PID {child.pid}" in message and "postgresql://" in message
+        assert "Traceback" not in message
+    finally:
+        child.communicate("release\n")
+    with athena_orch.connect(path, read_only=True) as orch:
+        assert list(orch.queue.to_frame()["content"]) == ["already there"]
+
+
+def test_the_app_waits_for_a_file_its_holder_is_releasing(tmp_path):
+    path = tmp_path / "reloaded.duckdb"
+    athena_orch.connect(path).close()
+    child = _holder(path)
+    apps = []
+    team = lambda orch: orch.registry.register_agent("w", ["x"])  # noqa: E731
+    opening = threading.Thread(
+        target=lambda: apps.append(widgets.TaskApp(str(path), wait=60, prepare=team)))
+    opening.start()
+    time.sleep(1.0)  # the app is retrying meanwhile
+    assert apps == []
+    child.communicate("release\n")  # the old kernel lets go
+    opening.join(timeout=60)
+    (app,) = apps
+    try:
+        assert app.orch is not None and app.notice.value == ""
+        app.form.content.value = "after the wait"
+        app.form.task_type.value = "x"
+        app.form.submit.click()
+        assert "Created task" in text(app.form.message)
+    finally:
+        app.close()

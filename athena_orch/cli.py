@@ -39,8 +39,9 @@ def build_parser() -> argparse.ArgumentParser:
         description="Load a team of agents and a graph of tasks (the sample in data/, or a "
                     "synthetic workload with --tasks and --agents), let simulated agents "
                     "work through it on the database, print a summary and write an HTML "
-                    "report next to the database file. Run it again to resume: nothing is "
-                    "done twice.")
+                    "report next to the database file. The work runs on a simulated clock: "
+                    "the same --seed on a fresh database gives the same outcome, in "
+                    "seconds. Run it again to resume: nothing is done twice.")
     demo.add_argument("--db", default="orch.duckdb", help=DB_HELP)
     demo.add_argument("--tasks", type=count, default=None, metavar="N",
                       help="a synthetic workload of N tasks instead of data/ "
@@ -49,6 +50,10 @@ def build_parser() -> argparse.ArgumentParser:
                       help="a synthetic workload with N agents instead of data/ "
                            "(8 when only --tasks is given)")
     demo.add_argument("--seed", type=int, default=7, help="random seed (default 7)")
+    demo.add_argument("--real-time", action="store_true",
+                      help="run each agent as a real Worker thread on the real clock "
+                           "(work scaled down 6000 times) instead of the simulated clock; "
+                           "outcomes then vary from run to run")
 
     mcp = commands.add_parser(
         "mcp", help="serve every operation as MCP tools",

@@ -1,25 +1,38 @@
 """The main job: ``athena-orch demo`` and the workloads it runs.
 
-One small synthetic run (module-scoped, on a file) is checked for the invariants a
-newcomer relies on: every task ends final, no attempt has two agents and no task is
-completed twice, the crashed agent's tasks came back through their leases, blocked work has
-a failed or cancelled ancestor, agent figures match the task table, the report has its
-plots, and running again resumes instead of duplicating.
+One small synthetic run (module-scoped, on a file, simulated clock) is checked for the
+invariants a newcomer relies on: every task ends final, no attempt has two agents and no
+task is completed twice, the crashed agent's tasks came back through their leases, blocked
+work has a failed or cancelled ancestor, agent figures match the task table, the report has
+its plots, and running again resumes instead of duplicating. Two runs with one seed give
+one outcome; the text summary and the HTML report speak one vocabulary.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import re
 import subprocess
 import sys
 from collections import Counter
+from html.parser import HTMLParser
 from pathlib import Path
 
 import networkx as nx
 import pytest
 
 import athena_orch
-from athena_orch.demo import DemoSettings, format_summary, report_path, run_demo
+from athena_orch.demo import (
+    COLUMNS,
+    FIGURES,
+    DemoSettings,
+    RealTimeSettings,
+    format_summary,
+    report_path,
+    run_demo,
+)
+from athena_orch.display import short_text
+from athena_orch.exceptions import ValidationError
 from athena_orch.workload import (
     Workload,
     load_workload,
@@ -31,18 +44,12 @@ from athena_orch.workload import (
 
 REPO = Path(__file__).resolve().parent.parent
 FINAL = {"completed", "failed", "blocked", "cancelled"}
-# Fast settings for tests: a simulated hour takes 0.2 s, short leases and back-offs.
-FAST = DemoSettings(
-    speedup=18_000,
-    lease_seconds=1.0,
-    retry_backoff_seconds=0.02,
-    retry_backoff_max_seconds=0.2,
-    dispatch_interval=0.05,
-    crash_at=0.3,
-    crash_min_tasks=0,
-    max_seconds=60,
-)
+FAST = DemoSettings(crash_min_tasks=0)  # a crash even in a small queue
 CALM = dataclasses.replace(FAST, crash_at=None)  # nobody crashes
+# Real time, fast: a simulated hour takes 0.2 s, short leases and back-offs.
+REAL = RealTimeSettings(speedup=18_000, lease_seconds=1.0, retry_backoff_seconds=0.02,
+                        retry_backoff_max_seconds=0.2, dispatch_interval=0.05, crash_at=None,
+                        max_seconds=60)
 
 
 def _workload() -> Workload:
@@ -89,8 +96,10 @@ def test_the_run_exercised_routing_claims_and_retries(demo_db):
     _, summary = demo_db
     assert summary["routing_decisions"] > 0
     assert summary["routing_by_source"].get("route_batch", 0) > 0
-    assert summary["routed_assignments"] > 0 and summary["claims"] > 0
+    assert summary["routed"] > 0 and summary["claimed"] > 0
     assert summary["retries"] > 0
+    assert summary["failed_attempts"] == summary["retries"] + summary["failed_for_good"]
+    assert summary["clock"] == "simulated" and summary["elapsed_seconds"] > 3600
     assert summary["warnings"] == []
 
 
@@ -136,7 +145,7 @@ def test_the_crashed_agents_tasks_came_back_through_requeue_stale(demo_db, orch)
     assert len(expired) >= 1 and set(expired["from_status"]) <= {"assigned", "running"}
     assert summary["lease_expiries"] >= len(expired)
     table = summary["agents"].set_index("agent_id")
-    assert table.at[victim, "lease_expired"] == len(expired)
+    assert table.at[victim, "leases_expired"] == len(expired)
 
 
 def test_blocked_tasks_have_a_failed_or_cancelled_ancestor(orch):
@@ -274,6 +283,188 @@ def test_unroutable_task_is_cancelled_and_blocks_downstream():
         "cancelled",
         "completed",
     }
+
+
+# ---------------------------------------------------------------------- same seed, same outcome
+def _outcome(summary):
+    """The summary without what differs by design between two fresh runs: task ids (new
+    each time; names are kept), real time and file names."""
+    def names(refs):
+        return [{k: v for k, v in r.items() if k != "task_id"} for r in refs]
+
+    kept = {k: v for k, v in summary.items()
+            if k not in ("wall_seconds", "database", "report", "agents", "failed_tasks",
+                         "unroutable_cancelled", "blocked_by_root")}
+    return {**kept, "agents": summary["agents"].to_dict("records"),
+            **{k: names(summary[k]) for k in ("failed_tasks", "unroutable_cancelled",
+                                              "blocked_by_root")}}
+
+
+def _story(orch):
+    """Every task's transitions by name, times from the run's first event."""
+    tasks = orch.queue.to_frame().set_index("task_id")
+    history = orch.queue.history_frame().sort_values("event_id")
+    start = history["at"].min()
+    detail = history["detail"].fillna("").str.replace(r"[0-9a-f]{8}-[0-9a-f-]{27}", "<id>",
+                                                     regex=True)
+    return list(zip(tasks.loc[history["task_id"], "name"], history["from_status"],
+                    history["to_status"], history["agent_id"], detail,
+                    (history["at"] - start).dt.total_seconds()))
+
+
+def _run(seed, settings=FAST, workload=None):
+    wl = workload or synthetic_workload(60, 6, seed=5, failure_rate=(0.15, 0.35))
+    with athena_orch.connect() as orch:
+        summary = run_demo(orch, wl.agent_records(), wl.task_records(), seed=seed,
+                           settings=settings, progress=False, workload=wl.name)
+        return summary, _story(orch)
+
+
+def test_the_same_seed_gives_the_same_outcome():
+    first, story = _run(3)
+    second, again = _run(3)
+    assert first["finished"] and first["crashed_agents"]
+    assert first["failed_attempts"] > 0 and first["routed"] > 0 and first["claimed"] > 0
+    assert _outcome(first) == _outcome(second)
+    assert story == again  # every transition, agent and simulated time
+
+
+def test_another_seed_gives_another_story():
+    first, story = _run(3)
+    other, different = _run(4)
+    assert other["finished"]
+    assert story != different
+
+
+def test_real_time_runs_workers_to_completion():
+    wl = synthetic_workload(12, 3, seed=4)
+    with athena_orch.connect() as orch:
+        summary = run_demo(orch, wl.agent_records(), wl.task_records(), seed=4,
+                           real_time=True, settings=REAL, progress=False)
+        frame = orch.queue.to_frame()
+    assert summary["finished"] and summary["clock"] == "real"
+    assert set(frame["status"]) <= FINAL and summary["figures_match"]
+    assert summary["warnings"] == []
+    assert "real time (clock real: Worker threads)" in format_summary(summary)
+
+
+def test_settings_of_the_other_clock_are_refused():
+    with athena_orch.connect() as orch:
+        with pytest.raises(ValidationError, match="real_time=True takes RealTimeSettings"):
+            run_demo(orch, [], [], real_time=True, settings=FAST, progress=False)
+        with pytest.raises(ValidationError, match="real_time=False takes DemoSettings"):
+            run_demo(orch, [], [], settings=REAL, progress=False)
+        assert orch.queue.get_queue_statistics().total_count == 0  # nothing was done
+
+
+# ---------------------------------------------------------------------- one vocabulary
+class _Tables(HTMLParser):
+    """Each table's header rows (lists of header cell texts) and first column."""
+
+    def __init__(self):
+        super().__init__()
+        self.tables, self.cell, self.section = [], None, None
+
+    def handle_starttag(self, tag, attrs):
+        if tag == "table":
+            self.tables.append({"head": [], "first": []})
+        elif tag in ("thead", "tbody"):
+            self.section = tag
+        elif tag == "tr":
+            if self.section == "thead":
+                self.tables[-1]["head"].append([])
+            self.column = 0
+        elif tag in ("th", "td"):
+            self.cell = ""
+
+    def handle_data(self, data):
+        if self.cell is not None:
+            self.cell += data
+
+    def handle_endtag(self, tag):
+        if tag in ("th", "td") and self.cell is not None:
+            if self.section == "thead":
+                self.tables[-1]["head"][-1].append(self.cell.strip())
+            elif self.column == 0:
+                self.tables[-1]["first"].append(self.cell.strip())
+            self.column += 1
+            self.cell = None
+
+
+def _report_tables(demo_db):
+    parser = _Tables()
+    parser.feed(report_path(demo_db[0]).read_text(encoding="utf-8"))
+    return parser.tables
+
+
+def test_report_tables_have_one_header_row_without_blanks(demo_db):
+    tables = _report_tables(demo_db)
+    assert len(tables) >= 6
+    for table in tables:
+        assert len(table["head"]) == 1, table["head"]
+        assert all(table["head"][0]), table["head"]
+
+
+def test_summary_and_report_name_the_columns_alike(demo_db):
+    tables = _report_tables(demo_db)
+    text = format_summary(demo_db[1])
+    (agents,) = [t for t in tables if t["head"][0][:2] == ["agent_id", "completed"]]
+    assert agents["head"][0] == list(COLUMNS)
+    header = next(line.split() for line in text.splitlines() if line.split()[:1] == ["agent_id"])
+    assert header == list(COLUMNS)
+    legend = next(t for t in tables if t["head"][0] == ["column", "meaning"])
+    assert legend["first"] == list(COLUMNS)
+    for column in list(COLUMNS)[1:]:  # the text says what each column is, too
+        assert re.search(rf"^  {column} +{re.escape(COLUMNS[column])}$", text, re.M), column
+
+
+def test_retry_figures_are_defined_once_and_used_alike(demo_db):
+    _, summary = demo_db
+    tables = _report_tables(demo_db)
+    facts = next(t for t in tables if t["head"][0] == ["figure", "value", "meaning"])
+    text = format_summary(summary)
+    for figure in ("failed_attempts", "retries", "failed_for_good", "lease_expiries",
+                   "retries_rerouted"):
+        assert figure in facts["first"]
+        assert f"{figure} {summary[figure]}" in text  # the same name and number
+        assert FIGURES[figure] in text
+    assert set(facts["first"]) <= set(FIGURES)
+    for old in ("retries_total", "permanent_failures", "done_now", "avg_min ", "lost_attempts"):
+        assert old not in text
+
+
+def test_tasks_are_shown_by_name_and_distinctive_short_id(demo_db, orch):
+    _, summary = demo_db
+    frame = orch.queue.to_frame()
+    shown = frame[frame["status"].isin(["failed", "cancelled"])]
+    assert len(shown) and summary["blocked_by_root"]
+    text = format_summary(summary)
+    report = report_path(demo_db[0]).read_text(encoding="utf-8")
+    prefixes = {t[:8] for t in frame["task_id"]}
+    assert len(prefixes) < len(frame) / 4  # the shared prefix: it tells nothing apart
+    for task_id, name in zip(shown["task_id"], shown["name"]):
+        assert f"{name} ({short_text(task_id)})" in text
+        assert short_text(task_id) in report and name in report
+    for prefix in prefixes:
+        assert f"({prefix})" not in text
+
+
+def test_bad_demo_flags_are_usage_errors(tmp_path):
+    db = tmp_path / "orch.duckdb"
+    for args, message in ((["--real-time", "yes"], "unrecognized arguments: yes"),
+                          (["--seed", "x"], "argument --seed: invalid int value: 'x'")):
+        done = subprocess.run([sys.executable, "-m", "athena_orch", "demo", "--db", str(db),
+                               *args], capture_output=True, text=True, cwd=tmp_path)
+        assert done.returncode == 2 and done.stdout == ""
+        assert message in done.stderr and "Traceback" not in done.stderr
+        assert not db.exists()
+
+
+def test_demo_help_names_the_clocks():
+    done = subprocess.run([sys.executable, "-m", "athena_orch", "demo", "--help"],
+                          capture_output=True, text=True)
+    text = " ".join(done.stdout.split())
+    assert "--real-time" in text and "simulated clock" in text and "same --seed" in text
 
 
 # ---------------------------------------------------------------------- workloads

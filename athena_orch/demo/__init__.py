@@ -6,23 +6,26 @@ agents, creates the tasks in one batch and runs until every task is completed, f
 blocked or cancelled. Then it prints a summary and writes ``<db stem>_report.html``
 next to the database.
 
-How the simulation works (one process; ``simulation``):
+The parts:
 
-- Each agent is an :class:`athena_orch.Worker` whose handler sleeps the task's
-  ``estimated_duration_ms`` times the agent's speed factor, scaled down by ``speedup``, and
-  fails with a chance that grows with the task's length (``failure_rate`` is the chance
-  for a 45-minute task): most failures raise an exception the queue retries after its
-  back-off, a few raise ``DoNotRetry``. The workers claim, start, renew leases, complete,
-  fail, and fence every call with their attempt; they run ``requeue_stale`` too.
-- *pull* agents' workers claim their own work; *push* agents' workers are
-  ``assigned_only``: a dispatcher routes ready tasks to them (``router.route_batch``, and
-  ``router.decide`` to send a retried task to someone other than the agent that failed
-  it) and hands them over with ``queue.assign_task``, which wakes the worker. A ready task
-  that nobody on the team can do is logged with ``router.decide`` and cancelled, which
-  blocks the work downstream of it.
-- Once during the run (queues of 100 tasks or more) one busy agent "crashes": its worker
-  stops without a word (``stop(release=False)``); a new worker takes its place once its
-  leases have run out, and ``requeue_stale`` hands the tasks back.
+- ``team``: a simulated agent's attempts: the task's estimate times its speed factor,
+  failing with a chance that grows with the length of the work (``failure_rate`` is the
+  chance for a 45-minute task), for good in a tenth of the failures; one seeded random
+  stream per agent.
+- ``dispatch``: *pull* agents claim their own work; *push* agents get what a dispatcher
+  routes to them (``router.route_batch``, and ``router.decide`` to send a retried task to
+  someone other than the agent that failed it) with ``queue.assign_task``. A ready task
+  nobody on the team can do is logged with ``router.decide`` and cancelled, which blocks
+  the work downstream of it.
+- ``simulation`` (the default): a discrete-event simulation on a simulated clock (the
+  queue's ``clock``), so the same seed gives the same outcome on a fresh database, and a
+  day of work takes seconds.
+- ``realtime`` (``--real-time``): the same team as real :class:`athena_orch.Worker`
+  threads whose handlers sleep the scaled-down work; thread timing varies the outcome.
+- In both, once during the run (queues of 100 tasks or more) the busiest agent "crashes":
+  it stops without a word, its leases run out, and when it comes back ``requeue_stale``
+  hands its tasks back (a retry used).
+- ``report``: the summary (text) and the HTML report, with one vocabulary.
 
 The demo assumes it is the only one working its database, and drains every task in it.
 Re-running on the same file resumes: tasks are created with idempotency keys (nothing is
@@ -32,11 +35,14 @@ interrupted run (Ctrl-C) hands its running tasks back without using a retry.
 """
 
 from .cli import choose_workload, run_demo_cli
-from .report import format_summary, report_path, summarize, write_report
-from .simulation import DemoSettings, run_demo
+from .realtime import RealTimeSettings
+from .report import COLUMNS, FIGURES, format_summary, report_path, summarize, write_report
+from .run import run_demo
+from .simulation import DemoSettings
 
 __all__ = [
     "DemoSettings",
+    "RealTimeSettings",
     "run_demo",
     "run_demo_cli",
     "format_summary",
@@ -44,4 +50,6 @@ __all__ = [
     "write_report",
     "report_path",
     "choose_workload",
+    "FIGURES",
+    "COLUMNS",
 ]

@@ -8,7 +8,7 @@ from typing import Any
 from ..stores.postgres import shown_target
 from ..workload import Workload, load_workload, synthetic_workload
 from .report import format_summary, report_path
-from .simulation import run_demo
+from .run import run_demo
 
 
 def choose_workload(tasks: int | None, agents: int | None, seed: int) -> Workload:
@@ -19,8 +19,8 @@ def choose_workload(tasks: int | None, agents: int | None, seed: int) -> Workloa
 
 
 def run_demo_cli(args: Any) -> int:
-    """``athena-orch demo``: args has ``db``, ``tasks``, ``agents``, ``seed``. Exit status
-    0 when every task is final, 1 when the run gave up, 2 for a database it cannot open,
+    """``athena-orch demo``: args has ``db``, ``tasks``, ``agents``, ``seed``,
+    ``real_time``. Exit status 0 when every task is final, 1 when the run gave up, 2 for a database it cannot open,
     130 when interrupted (run it again to resume)."""
     from .. import connect
     from ..exceptions import StorageError
@@ -29,7 +29,9 @@ def run_demo_cli(args: Any) -> int:
     db = str(args.db)
     print(
         f"athena-orch demo: {len(workload.agents)} simulated agents work through "
-        f"{len(workload.tasks)} tasks ({workload.name} workload) in {shown_target(db)}",
+        f"{len(workload.tasks)} tasks ({workload.name} workload, seed {args.seed}) in "
+        f"{shown_target(db)}, "
+        + ("in real time (Worker threads)" if args.real_time else "on a simulated clock"),
         flush=True,
     )
     try:
@@ -43,6 +45,7 @@ def run_demo_cli(args: Any) -> int:
             workload.agent_records(),
             workload.task_records(),
             args.seed,
+            real_time=args.real_time,
             report=None if db == ":memory:" else report_path(db),
             workload=workload.name,
         )

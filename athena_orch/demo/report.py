@@ -7,6 +7,7 @@ import base64
 import html
 import io
 import string
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -14,28 +15,95 @@ from urllib.parse import urlsplit
 
 import pandas as pd
 
+from ..display import short_text
 from ..stores.postgres import is_postgres_url
 
 if TYPE_CHECKING:  # pragma: no cover
-    from .simulation import RunFacts
+    from .dispatch import RunFacts
 
 FINAL = ("completed", "failed", "blocked", "cancelled")
+
+#: The run's figures, each defined once: the text summary and the HTML report both use
+#: these names and say what they mean. An attempt is one hand-out of a task to an agent.
+FIGURES = {
+    "workload": "the team and task graph: sample (data/) or synthetic",
+    "seed": "the random seed of the agents' draws, the crash and the pull agents' order",
+    "tasks": "tasks in the database",
+    "clock": "simulated: a discrete-event run on a simulated clock, the same seed gives the "
+             "same outcome; real: Worker threads on the real clock",
+    "elapsed_seconds": "how long the work took on the run's clock",
+    "wall_seconds": "how long the run took in real time",
+    "routing_decisions": "router decisions logged this run",
+    "routed": "tasks the dispatcher assigned to push agents this run",
+    "claimed": "tasks pull agents claimed this run",
+    "failed_attempts": "attempts this run that ended without success: retries + failed_for_good",
+    "retries": "failed attempts that put their task back to pending for another try "
+               "(one of its max_retries used)",
+    "failed_for_good": "failed attempts that failed their task (no retry left, or one "
+                       "could not help); the tasks downstream are blocked",
+    "lease_expiries": "failed attempts whose lease ran out (a crashed agent's), handed "
+                      "back by requeue_stale; counted in retries or failed_for_good",
+    "retries_rerouted": "retries the dispatcher sent to an agent other than the one that failed",
+    "figures_match": "every agent's completed and failed figures agree with the task table "
+                     "and history",
+}
+#: The per-agent table's columns (the same in the text summary and the HTML report).
+COLUMNS = {
+    "agent_id": "the agent",
+    "completed": "tasks it completed this run",
+    "failed_attempts": "its failed attempts this run (retries and failed for good)",
+    "leases_expired": "its attempts this run whose lease ran out",
+    "claimed": "tasks it claimed this run (pull agents)",
+    "routed": "tasks the dispatcher assigned to it this run (push agents)",
+    "per_hour": "tasks it completed per hour of the run's clock",
+    "success_rate": "its record on this database (all runs): completed / (completed + failed)",
+    "avg_minutes": "mean minutes of its completed tasks, all runs (simulated work time)",
+}
 
 
 def _by_agent(events: pd.DataFrame) -> pd.Series:
     return events.groupby("agent_id").size()
 
 
-def summarize(orch: Any, facts: RunFacts, started_at: datetime, elapsed: float
+def task_ref(tasks: pd.DataFrame, task_id: str) -> dict[str, Any]:
+    """A task as the summary names it: its name (None without one) and id."""
+    names = tasks.set_index("task_id")["name"]
+    name = names.get(task_id)
+    return {"name": None if pd.isna(name) else str(name), "task_id": str(task_id)}
+
+
+def label(ref: dict[str, Any]) -> str:
+    """A task for people: its name and the distinctive tail of its id."""
+    short = short_text(ref["task_id"])
+    return f"{ref['name']} ({short})" if ref["name"] else short
+
+
+@dataclass(frozen=True)
+class RunStart:
+    """Where this run's rows begin: history events and routing decisions from these ids
+    on are this run's (ids, not times: a simulated clock does not follow the real one)."""
+
+    event_id: int
+    decision_id: int
+
+    @classmethod
+    def of(cls, orch: Any) -> RunStart:
+        history, decisions = orch.queue.history_frame(), orch.router.decisions()
+        return cls(int(history["event_id"].max()) + 1 if len(history) else 0,
+                   int(decisions["decision_id"].max()) + 1 if len(decisions) else 0)
+
+
+def summarize(orch: Any, facts: RunFacts, since: RunStart, elapsed: float, clock: str
               ) -> dict[str, Any]:
-    """Figures from the database (cumulative, and this run's from the task history) and
-    from the run's facts (workers' summaries, dispatcher, crash)."""
+    """This run's figures from the task history and routing log (rows from ``since``),
+    the agents' records from the registry, and the run's facts (dispatcher, crash).
+    ``elapsed``: seconds on the run's ``clock`` ("simulated" or "real")."""
     queue, registry, router = orch.queue, orch.registry, orch.router
     by_state = queue.get_queue_statistics().by_status()
     tasks = queue.to_frame()
     history = queue.history_frame()
     decisions = router.decisions()
-    run_decisions = decisions[decisions["decided_at"] >= pd.Timestamp(started_at)]
+    run_decisions = decisions[decisions["decision_id"] >= since.decision_id]
 
     agents = registry.to_frame().set_index("agent_id")
     done_by = tasks[tasks["status"] == "completed"].groupby("assigned_to").size()
@@ -46,97 +114,116 @@ def summarize(orch: Any, facts: RunFacts, started_at: datetime, elapsed: float
         (agents["total_completed"] == done_by.reindex(agents.index, fill_value=0)).all()
         and (agents["total_failed"] == _by_agent(ends).reindex(agents.index, fill_value=0)).all()
     )
-    run = history[history["at"] >= pd.Timestamp(started_at)]
+    run = history[history["event_id"] >= since.event_id]
     handouts = run[run["to_status"] == "assigned"]
-    run_ends = ends[ends["at"] >= pd.Timestamp(started_at)]
-    expired = run_ends[run_ends["detail"].str.contains("lease expired", na=False)]
+    failed = ends[ends["event_id"] >= since.event_id]
+    expired = failed[failed["detail"].str.contains("lease expired", na=False)]
     per_agent = {
+        "completed": _by_agent(run[run["to_status"] == "completed"]),
+        "failed_attempts": _by_agent(failed),
+        "leases_expired": _by_agent(expired),
         "claimed": _by_agent(handouts[handouts["detail"] == "claimed"]),
-        "routed_to": _by_agent(handouts[handouts["detail"] == "assigned"]),
-        "done_this_run": _by_agent(run[run["to_status"] == "completed"]),
-        "lease_expired": _by_agent(expired),
+        "routed": _by_agent(handouts[handouts["detail"] == "assigned"]),
     }
-    table = pd.DataFrame({
-        "completed": agents["total_completed"],
-        "failed": agents["total_failed"],
-        "success_rate": agents["success_rate"].round(3),
-        "avg_minutes": (agents["avg_completion_ms"] / 60_000).round(1),
-        **per_agent,
-    }).fillna(0)
-    for column in ("completed", "failed", *per_agent):
-        table[column] = table[column].astype("int64")
-    table["per_second"] = (table["done_this_run"] / max(elapsed, 1e-9)).round(2)
-    table.index.name = "agent_id"
+    table = pd.DataFrame(per_agent, index=agents.index).fillna(0).astype("int64")
+    table["per_hour"] = (table["completed"] * 3600 / max(elapsed, 1e-9)).round(2)
+    table["success_rate"] = agents["success_rate"].round(3)
+    table["avg_minutes"] = (agents["avg_completion_ms"] / 60_000).round(1)
+    table = table.rename_axis("agent_id").reset_index()[list(COLUMNS)]
 
-    content = dict(zip(tasks["task_id"], tasks["content"]))
     blocked_roots = tasks.loc[tasks["status"] == "blocked", "blocked_by"].value_counts()
-    workers = facts.workers
     return {
         "tasks": int(sum(by_state.values())),
         "by_state": {s: int(n) for s, n in by_state.items()},
+        "clock": clock,
         "elapsed_seconds": round(elapsed, 2),
-        "agents": table.reset_index(),
+        "agents": table,
         "figures_match": figures_match,
         "routing_decisions": int(len(run_decisions)),
         "routing_by_source": {
             str(k): int(v) for k, v in run_decisions["source"].value_counts().sort_index().items()
         },
-        "routed_assignments": int(table["routed_to"].sum()),
-        "rerouted_retries": facts.rerouted_retries,
+        "routed": int(table["routed"].sum()),
+        "claimed": int(table["claimed"].sum()),
         "claimed_first": facts.claimed_first,
-        "claims": int(table["claimed"].sum()),
-        "retries": int((run_ends["to_status"] == "pending").sum()),
-        "retries_total": int((ends["to_status"] == "pending").sum()),
-        "failed_attempts": workers["retried"] + workers["failed"],
-        "permanent_failures": int((run_ends["to_status"] == "failed").sum()),
+        "failed_attempts": int(len(failed)),
+        "retries": int((failed["to_status"] == "pending").sum()),
+        "failed_for_good": int((failed["to_status"] == "failed").sum()),
         "lease_expiries": int(len(expired)),
-        "lost_attempts": workers["lost"],
-        "unroutable_cancelled": list(facts.unroutable),
+        "retries_rerouted": facts.retries_rerouted,
+        "failed_tasks": [task_ref(tasks, t)
+                         for t in tasks.loc[tasks["status"] == "failed", "task_id"]],
+        "unroutable_cancelled": [task_ref(tasks, t) for t in facts.unroutable],
+        "blocked_by_root": [{**task_ref(tasks, t), "blocked": int(n)}
+                            for t, n in sorted(blocked_roots.items(),
+                                               key=lambda kv: (-kv[1], kv[0]))],
         "crashed_agents": list(facts.crashes),
-        "blocked_by_root": {
-            f"{content.get(k, '?')[:60]} ({str(k)[:8]})": int(v) for k, v in blocked_roots.items()
-        },
         "warnings": list(facts.warnings),
     }
 
 
+def _duration(seconds: float) -> str:
+    if seconds >= 3600:
+        return f"{seconds / 3600:.1f} h"
+    return f"{seconds / 60:.1f} min" if seconds >= 60 else f"{seconds:.1f} s"
+
+
+def _time_line(s: dict[str, Any]) -> str:
+    if s["clock"] == "simulated":
+        line = (f"{_duration(s['elapsed_seconds'])} simulated (clock simulated: the same seed "
+                f"gives the same outcome)")
+        if "wall_seconds" in s:
+            line += f", in {s['wall_seconds']:.1f} s real time"
+        return line
+    return f"{_duration(s['elapsed_seconds'])} real time (clock real: Worker threads)"
+
+
 def format_summary(summary: dict[str, Any]) -> str:
-    """The summary as text (what ``athena-orch demo`` prints)."""
+    """The summary as text (what ``athena-orch demo`` prints); the figures' and columns'
+    names are those of the HTML report, and both say what they mean."""
     s = summary
     sources = ", ".join(f"{k} {v}" for k, v in s["routing_by_source"].items())
     lines = [
-        f"summary ({s.get('workload', '')} workload, {s.get('database') or 'in memory'}):",
+        f"summary ({s.get('workload', '')} workload, seed {s.get('seed', '?')}, "
+        f"{s.get('database') or 'in memory'}):",
         f"  {s['tasks']} tasks ({s.get('tasks_created', 0)} created, "
         f"{s.get('tasks_reused', 0)} already there)"
         + (f", {s['orphans_requeued']} left running by an earlier run requeued"
            if s.get("orphans_requeued") else ""),
         "  by state: " + ", ".join(f"{k} {v}" for k, v in s["by_state"].items()
                                    if v or k in FINAL),
-        f"  time: {s['elapsed_seconds']:.1f} s"
+        "  time: " + _time_line(s)
         + ("" if s.get("finished", True) else "  (NOT FINISHED: re-run to resume)"),
-        f"  routing: {s['routing_decisions']} decisions logged"
+        f"  routing: routing_decisions {s['routing_decisions']}"
         + (f" ({sources})" if sources else "")
-        + f"; {s['routed_assignments']} tasks routed and assigned "
-        f"({s['rerouted_retries']} retries sent to another agent; {s['claimed_first']} more "
-        f"claimed by a pull agent first), {s['claims']} claimed",
-        f"  retries: {s['retries']} this run ({s['failed_attempts']} failed attempts, "
-        f"{s['lease_expiries']} leases ran out); {s['permanent_failures']} failed for good; "
-        f"{s['lost_attempts']} attempts lost by their worker",
+        + f"; routed {s['routed']}, claimed {s['claimed']}"
+        + (f" ({s['claimed_first']} more routed but claimed by a pull agent first)"
+           if s.get("claimed_first") else ""),
+        f"  attempts: failed_attempts {s['failed_attempts']} = retries {s['retries']} "
+        f"+ failed_for_good {s['failed_for_good']}; lease_expiries {s['lease_expiries']}; "
+        f"retries_rerouted {s['retries_rerouted']}",
     ]
     if s["crashed_agents"]:
         lines.append(f"  crashed and restarted: {', '.join(s['crashed_agents'])} "
                      "(its tasks came back through requeue_stale)")
+    if s["failed_tasks"]:
+        lines.append("  failed: " + ", ".join(label(r) for r in s["failed_tasks"]))
     if s["unroutable_cancelled"]:
-        lines.append(f"  cancelled, no agent has the capabilities: "
-                     f"{len(s['unroutable_cancelled'])} task(s)")
-    for root, n in s["blocked_by_root"].items():
-        lines.append(f"  blocked: {n} task(s) downstream of {root!r}")
+        lines.append("  cancelled, no agent has the capabilities: "
+                     + ", ".join(label(r) for r in s["unroutable_cancelled"]))
+    for root in s["blocked_by_root"]:
+        lines.append(f"  blocked: {root['blocked']} task(s) downstream of {label(root)}")
     lines.append("  agent figures match the task table: " + ("yes" if s["figures_match"] else "NO"))
-    table = s["agents"].rename(columns={"success_rate": "success", "avg_minutes": "avg_min",
-                                        "done_this_run": "done_now", "lease_expired": "leases"})
-    lines += ["", table.to_string(index=False), ""]
+    lines += ["", s["agents"].to_string(index=False), ""]
+    width = max(map(len, [*FIGURES, *COLUMNS]))
+    lines.append("figures:")
+    lines += [f"  {k:<{width}}  {FIGURES[k]}" for k in
+              ("failed_attempts", "retries", "failed_for_good", "lease_expiries",
+               "retries_rerouted", "routed", "claimed")]
+    lines.append("columns:")
+    lines += [f"  {k:<{width}}  {v}" for k, v in COLUMNS.items() if k != "agent_id"]
     if s.get("report"):
-        lines.append(f"report: {s['report']}")
+        lines += ["", f"report: {s['report']}"]
     for warning in s.get("warnings", [])[:5]:
         lines.append(f"warning: {warning}")
     return "\n".join(lines)
@@ -186,6 +273,7 @@ $facts
 $states
 <h2>Agents</h2>
 $agents
+$columns
 <h2>Routing decisions this run</h2>
 $routing
 <h3>Latest decisions</h3>
@@ -197,9 +285,14 @@ $images
 <pre>$summary</pre>
 </body></html>
 """)
-FACTS = ("workload", "seed", "tasks", "elapsed_seconds", "routing_decisions",
-         "routed_assignments", "claims", "retries", "permanent_failures", "lease_expiries",
-         "lost_attempts", "figures_match")
+FACTS = ("workload", "seed", "tasks", "clock", "elapsed_seconds", "wall_seconds",
+         "routing_decisions", "routed", "claimed", "failed_attempts", "retries",
+         "failed_for_good", "lease_expiries", "retries_rerouted", "figures_match")
+
+
+def _meanings(names: Any, meanings: dict[str, str], head: str) -> str:
+    return pd.DataFrame({head: list(names), "meaning": [meanings[n] for n in names]}
+                        ).to_html(index=False)
 
 
 def write_report(orch: Any, summary: dict[str, Any], path: str | Path) -> Path:
@@ -224,22 +317,30 @@ def write_report(orch: Any, summary: dict[str, Any], path: str | Path) -> Path:
         for title, ax in plots.items()
     )
     tasks = orch.queue.to_frame()
-    failed = tasks.loc[tasks["status"].isin(["failed", "cancelled"]),
-                       ["task_id", "status", "task_type", "content", "error", "retry_count"]]
+    failed = tasks.loc[tasks["status"].isin(["failed", "cancelled"])].copy()
+    failed["task_id"] = failed["task_id"].map(short_text)
     failed["error"] = failed["error"].str.split("\n").str[0]  # the traceback is in the history
+    failed = failed[["name", "task_id", "status", "task_type", "retry_count", "error"]]
     recent = orch.router.decisions().tail(15)
-    recent = recent[[c for c in ("decided_at", "source", "task_id", "selected_agent", "reason")
-                     if c in recent.columns]]
+    recent = pd.DataFrame({
+        "task": [label(task_ref(tasks, t)) if isinstance(t, str) else "" for t in recent["task_id"]],
+        "source": recent["source"], "selected_agent": recent["selected_agent"],
+        "reason": recent["reason"]})
+    facts = [k for k in FACTS if k in summary]
     body = REPORT_PAGE.substitute(
         database=html.escape(str(summary.get("database"))),
         written=datetime.now(UTC).isoformat(timespec="seconds"),
-        facts=pd.DataFrame({"value": {k: summary[k] for k in FACTS if k in summary}}).to_html(),
-        states=pd.DataFrame({"tasks": summary["by_state"]}).rename_axis("state").to_html(),
+        facts=pd.DataFrame({"figure": facts, "value": [summary[k] for k in facts],
+                            "meaning": [FIGURES[k] for k in facts]}).to_html(index=False),
+        states=pd.DataFrame({"state": list(summary["by_state"]),
+                             "tasks": list(summary["by_state"].values())}).to_html(index=False),
         agents=summary["agents"].to_html(index=False),
-        routing=pd.DataFrame({"decisions": summary["routing_by_source"]})
-        .rename_axis("source").to_html(),
+        columns=_meanings(summary["agents"].columns, COLUMNS, "column"),
+        routing=pd.DataFrame({"source": list(summary["routing_by_source"]),
+                              "decisions": list(summary["routing_by_source"].values())}
+                             ).to_html(index=False),
         recent=recent.to_html(index=False),
-        failed=failed.to_html(index=False) if len(failed) else "<p>None.</p>",
+        failed=failed.to_html(index=False, na_rep="") if len(failed) else "<p>None.</p>",
         images=images,
         summary=html.escape(format_summary(summary)),
     )

@@ -1,396 +1,260 @@
-"""The simulated team: one :class:`~athena_orch.Worker` per agent, a dispatcher that routes
-work to the push agents, and one crash."""
+"""The default run: a discrete-event simulation on a simulated clock, so the same seed
+gives the same outcome.
+
+The queue's ``clock`` is the simulation's: time moves only from one event to the next
+(an attempt ends, a lease is renewed, a retry's back-off runs out, a crashed agent comes
+back), events at the same time are handled in the order they were scheduled, and after
+them one round hands out work: the dispatcher routes ready tasks to the push agents, then
+the pull agents claim theirs (in an order shuffled by the seed). Every step is a call of
+the public API on the real database: ``assign_task`` / ``claim_tasks``, ``start_task``,
+``heartbeat``, ``complete_task`` / ``fail_task`` (fenced with the agent and attempt),
+``requeue_stale``. Nothing sleeps: a day of simulated work takes seconds.
+"""
 
 from __future__ import annotations
 
+import heapq
+import itertools
 import random
 import sys
-import threading
-import time
-from collections import Counter
-from collections.abc import Callable
-from dataclasses import asdict, dataclass, field
-from datetime import UTC, datetime
-from pathlib import Path
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pandas as pd
 
-from ..exceptions import InvalidTransitionError
-from ..models import Task
-from ..worker import DoNotRetry, Result, Worker
-from .report import FINAL, summarize, write_report
-
-REFERENCE_MS = 45 * 60_000  # failure_rate is the chance of failing a task this long
-TRANSIENT_ERRORS = [
-    "timeout calling the model API",
-    "rate limited by the search API",
-    "flaky test run",
-    "worker ran out of memory",
-    "tool call returned malformed JSON",
-    "upstream service returned 503",
-]
-PERMANENT_ERRORS = [
-    "source dataset not found",
-    "requirements contradict each other",
-    "access denied to the repository",
-    "input file is corrupt",
-]
+from ..models import Task, TaskStatus
+from .dispatch import Dispatcher, RunFacts
+from .report import FINAL
+from .team import Attempt, SimulatedAgent
 
 
 @dataclass
 class DemoSettings:
-    """Knobs of the simulation. ``speedup``: simulated milliseconds per real millisecond
-    (6000: an hour of work takes 0.6 s). Queue settings are set for the run and put
-    back afterwards."""
+    """Knobs of the simulated run, in simulated seconds. Queue settings are set for the
+    run and put back afterwards."""
 
-    speedup: float = 6000.0
-    lease_seconds: float = 3.0
-    retry_backoff_seconds: float = 0.1
-    retry_backoff_max_seconds: float = 1.0
-    fatal_share: float = 0.1
+    lease_seconds: float = 7200.0  # renewed every third of it while an attempt runs
+    round_seconds: float = 300.0  # agents look for work at most this often
+    retry_backoff_seconds: float = 60.0
+    retry_backoff_max_seconds: float = 900.0
+    fatal_share: float = 0.1  # failures that are for good (no retry can help)
     crash_at: float | None = 0.3  # fraction of tasks final when one agent crashes; None: never
     crash_min_tasks: int = 100  # smaller queues finish too fast for a crash to show anything
-    dispatch_interval: float = 0.25
-    max_seconds: float = 300.0
+    restart_seconds: float = 300.0  # a crashed agent is back this long after its leases ran out
+    max_hours: float = 24 * 365.0  # give up past this much simulated time
 
 
-class SimulatedFailure(Exception):
-    """A transient failure of a simulated agent: the queue retries the task."""
+class SimulatedClock:
+    """The queue's clock for the run: a fixed start plus the simulated milliseconds."""
+
+    def __init__(self, start: datetime):
+        self.start, self.ms = start, 0
+
+    def __call__(self) -> datetime:
+        return self.start + timedelta(milliseconds=self.ms)
+
+    def offset(self, at: datetime) -> int:
+        """Milliseconds from the start to ``at`` (rounded up: never before it)."""
+        return -((self.start - at) // timedelta(milliseconds=1))
+
+
+def start_time(orch: Any) -> datetime:
+    """Where the simulated clock starts: now, or later if an earlier simulated run of this
+    database went past now (its times stay in order)."""
+    latest = orch.queue.history_frame()["at"].max()
+    now = datetime.now(UTC).replace(microsecond=0)
+    if pd.isna(latest):
+        return now
+    return max(now, (pd.Timestamp(latest).ceil("s") + pd.Timedelta(seconds=1)).to_pydatetime())
 
 
 @dataclass
-class RunFacts:
-    """What this run did that the database does not record."""
-
-    workers: Counter = field(default_factory=Counter)  # the workers' summaries, added up
-    rerouted_retries: int = 0
-    claimed_first: int = 0  # routed, but a pull agent claimed the task before it was assigned
-    unroutable: list[str] = field(default_factory=list)
-    crashes: list[str] = field(default_factory=list)
-    warnings: list[str] = field(default_factory=list)
+class _Running:
+    task_id: str
+    attempt: int
+    outcome: Attempt
+    ends_ms: int
 
 
-def simulated_work(agent: dict[str, Any], settings: DemoSettings, seed: int,
-                   working: set[str]) -> Callable[[Task], Result]:
-    """The handler of one simulated agent: sleeps the task's estimate times the agent's
-    speed (scaled by ``speedup``); fails part-way with a chance that grows with the length
-    of the work, for good (``DoNotRetry``) in ``fatal_share`` of the failures. ``working``
-    holds the ids of the tasks it is in the middle of."""
-    rng = random.Random(f"{seed}:{agent['agent_id']}")
-    speed = float(agent.get("speed_factor", 1.0))
-    failure_rate = float(agent.get("failure_rate", 0.1))
+class Simulation:
+    """The event loop. ``team``: the agents by id; ``clock``: the queue's clock (set by
+    the caller); ``rng``: the run's own draws (the crash, the pull agents' order)."""
 
-    def work(task: Task) -> Result:
-        working.add(task.id)
+    def __init__(self, orch: Any, team: dict[str, SimulatedAgent], settings: DemoSettings,
+                 facts: RunFacts, clock: SimulatedClock, seed: int):
+        self.orch, self.queue, self.team = orch, orch.queue, team
+        self.settings, self.facts, self.clock = settings, facts, clock
+        self.rng = random.Random(seed)
+        self.dispatcher = Dispatcher(orch, team, facts)
+        self.events: list[tuple[int, int, str, Any]] = []
+        self.order = itertools.count()
+        self.running: dict[str, dict[str, _Running]] = {a: {} for a in team}
+        self.down: set[str] = set()
+        self.failed_by: dict[str, str] = {}
+        self.beat_ms = max(1, int(settings.lease_seconds * 1000 / 3))
+
+    def schedule(self, at_ms: int, kind: str, payload: Any = None) -> None:
+        heapq.heappush(self.events, (at_ms, next(self.order), kind, payload))
+
+    def run(self, progress: bool) -> tuple[bool, bool]:
+        """Until every task is final (True, False), the clock passes ``max_hours`` or
+        nothing is left to happen (False, False), or Ctrl-C (False, True: running tasks
+        are handed back)."""
+        from tqdm import tqdm
+
+        total, done = self._progress()
+        crash_due = self.settings.crash_at is not None and total >= self.settings.crash_min_tasks
+        bar = tqdm(total=total, initial=done, desc="demo", unit="task", file=sys.stderr,
+                   disable=not progress, dynamic_ncols=True, leave=True)
+        limit_ms = int(self.settings.max_hours * 3_600_000)
         try:
-            return attempt(task)
+            self._wake_for_backoffs()
+            while True:
+                if crash_due and done >= self.settings.crash_at * total and self._crash():
+                    crash_due = False
+                self._hand_out()
+                total, done = self._progress()
+                bar.update(done - bar.n)
+                bar.set_postfix_str(f"simulated {self.clock.ms / 3_600_000:.1f} h",
+                                    refresh=False)
+                if done >= total:
+                    return True, False
+                if not self.events:
+                    self.facts.warnings.append("demo: tasks left that no agent will take")
+                    return False, False
+                if self.events[0][0] > limit_ms:
+                    self.facts.warnings.append(
+                        f"demo: not finished after {self.settings.max_hours:.0f} simulated h")
+                    return False, False
+                self._next_events()
+        except KeyboardInterrupt:
+            self._hand_back()
+            return False, True
         finally:
-            working.discard(task.id)
+            bar.close()
 
-    def attempt(task: Task) -> Result:
-        sim_ms = max(1, int((task.estimated_duration_ms or 30 * 60_000) * speed
-                            * rng.lognormvariate(0.0, 0.25)))
-        seconds = sim_ms / settings.speedup / 1000
-        if rng.random() < min(0.9, 1 - (1 - failure_rate) ** (sim_ms / REFERENCE_MS)):
-            fatal = rng.random() < settings.fatal_share
-            time.sleep(seconds * rng.uniform(0.2, 1.0))
-            if fatal:
-                raise DoNotRetry(rng.choice(PERMANENT_ERRORS))
-            raise SimulatedFailure(rng.choice(TRANSIENT_ERRORS))
-        time.sleep(seconds)
-        return Result(f"{agent['agent_id']}: done in {sim_ms / 60_000:.0f} min",
-                      duration_ms=sim_ms)
+    def _progress(self) -> tuple[int, int]:
+        counts = self.queue.get_queue_statistics().by_status()
+        return sum(counts.values()), sum(counts[s] for s in FINAL)
 
-    return work
+    def _next_events(self) -> None:
+        """Move the clock on, handling events in order, to the first round due: the next
+        multiple of ``round_seconds`` after an event that may have made work ready (a
+        lease renewal alone does not)."""
+        tick = max(1, int(self.settings.round_seconds * 1000))
+        due = None
+        while self.events and (due is None or self.events[0][0] <= due):
+            at_ms, _, kind, payload = heapq.heappop(self.events)
+            self.clock.ms = at_ms
+            if getattr(self, f"_on_{kind}")(payload) and due is None:
+                due = -(-at_ms // tick) * tick
+        if due is not None:
+            self.clock.ms = due
 
-
-def _agent_metadata(record: dict[str, Any]) -> dict[str, Any]:
-    """What the registry keeps of a simulated agent: the router reads its capacity, people
-    read the rest."""
-    return {
-        "max_concurrent_tasks": int(record["max_concurrent_tasks"]),
-        "speed_factor": float(record.get("speed_factor", 1.0)),
-        "failure_rate": float(record.get("failure_rate", 0.1)),
-        "mode": record.get("mode", "pull"),
-    }
-
-
-class _Team:
-    """One Worker per agent (push agents' ``assigned_only``); a crashed agent's worker
-    stops without a word (``stop(release=False)``) and a new one starts later."""
-
-    def __init__(self, orch: Any, records: list[dict[str, Any]], seed: int,
-                 settings: DemoSettings, facts: RunFacts):
-        self.orch, self.settings, self.seed, self.facts = orch, settings, seed, facts
-        self.records = {r["agent_id"]: r for r in records}
-        self.workers: dict[str, Worker] = {}
-        self.working: dict[str, set[str]] = {a: set() for a in self.records}
-        self.down_until: dict[str, float] = {}
-
-    def push(self, agent_id: str) -> bool:
-        return self.records[agent_id].get("mode", "pull") == "push"
-
-    def start(self, agent_id: str) -> None:
-        record = self.records[agent_id]
-        work = simulated_work(record, self.settings, self.seed, self.working[agent_id])
-        worker = Worker(self.orch, agent_id, work,
-                        capabilities=list(record["capabilities"]),
-                        concurrency=int(record["max_concurrent_tasks"]),
-                        assigned_only=self.push(agent_id), grace_seconds=1.0)
-        worker.start()
-        self.workers[agent_id] = worker
-
-    def crash_one(self, rng: random.Random) -> bool:
-        """The agent in the middle of the most tasks (a seeded choice among equals) drops
-        them and goes down until their leases have run out."""
-        busy = {a: len(self.working[a]) for a in self.workers if self.working[a]}
-        if not busy:
-            return False
-        victim = rng.choice(sorted(a for a, n in busy.items() if n == max(busy.values())))
-        self._retire(victim, release=False)
-        self.down_until[victim] = time.monotonic() + self.settings.lease_seconds + 0.5
-        self.facts.crashes.append(victim)
+    # ------------------------------------------------------------------ events
+    def _on_end(self, payload: tuple[str, _Running]) -> bool:
+        agent_id, run = payload
+        if self.running[agent_id].get(run.task_id) is not run:
+            return False  # the agent crashed meanwhile: it says nothing
+        del self.running[agent_id][run.task_id]
+        outcome = run.outcome
+        if outcome.error is None:
+            self.queue.complete_task(
+                run.task_id, f"{agent_id}: done in {outcome.ms / 60_000:.0f} min",
+                metrics={"duration_ms": outcome.ms}, agent_id=agent_id, attempt=run.attempt)
+            return True
+        task = self.queue.fail_task(run.task_id, outcome.error, should_retry=not outcome.fatal,
+                                    agent_id=agent_id, attempt=run.attempt)
+        self.failed_by[run.task_id] = agent_id
+        self._wake_at(task)
         return True
 
-    def restart_due(self) -> None:
-        """A restarted agent is a new Worker; it runs requeue_stale as it starts."""
-        for agent_id, until in list(self.down_until.items()):
-            if time.monotonic() >= until:
-                del self.down_until[agent_id]
-                self.start(agent_id)
+    def _on_beat(self, payload: tuple[str, _Running]) -> bool:
+        agent_id, run = payload
+        if self.running[agent_id].get(run.task_id) is run:
+            self.queue.heartbeat(run.task_id, agent_id=agent_id, attempt=run.attempt)
+            if self.clock.ms + self.beat_ms < run.ends_ms:
+                self.schedule(self.clock.ms + self.beat_ms, "beat", payload)
+        return False
 
-    def stop(self) -> None:
-        for worker in self.workers.values():
-            worker.stop(wait=False)
-        for agent_id in list(self.workers):
-            self._retire(agent_id)
+    def _on_wake(self, _: None) -> bool:
+        return True  # a back-off ran out: a round follows
 
-    def _retire(self, agent_id: str, release: bool = True) -> None:
-        summary = self.workers.pop(agent_id).stop(release=release)
-        counts = {k: v for k, v in asdict(summary).items() if isinstance(v, int)}
-        self.facts.workers.update(counts)
-        if summary.errors:
-            self.facts.warnings.append(f"worker {agent_id}: {summary.errors} queue calls "
-                                       f"failed, the last: {summary.last_error}")
+    def _on_restart(self, agent_id: str) -> bool:
+        """The crashed agent is back; like a starting Worker it runs ``requeue_stale``,
+        which retries the tasks whose leases ran out (its own, by now)."""
+        self.down.discard(agent_id)
+        for task_id in self.queue.requeue_stale():
+            self.failed_by[task_id] = agent_id
+            self._wake_at(self.queue.get_task_status(task_id))
+        return True
 
-    def retried(self) -> int:
-        """Attempts that failed and were retried, by every worker of this run so far."""
-        return self.facts.workers["retried"] + sum(w.summary.retried
-                                                   for w in self.workers.values())
-
-
-class _Dispatcher(threading.Thread):
-    """Routes ready tasks to the push agents with room: ``router.decide`` for a retried
-    task, so it goes to someone other than the agent that failed it (known from the
-    ``task_retried`` events), ``router.route_batch`` for the rest, then
-    ``queue.assign_task``, which wakes the agent's worker. A ready task nobody on the team
-    can do is logged with ``router.decide`` and cancelled, which blocks its downstream."""
-
-    def __init__(self, orch: Any, team: _Team, facts: RunFacts):
-        super().__init__(name="demo-dispatcher", daemon=True)
-        self.orch, self.team, self.facts = orch, team, facts
-        self.last_failed_by: dict[str, str] = {}
-        self.redecided: set[tuple[str, int]] = set()
-        self.halt = threading.Event()
-        self.fatal: BaseException | None = None
-        self.subscription = orch.events.subscribe(
-            self._retried, pattern="task_retried", agent_id="demo-dispatcher")
-
-    def _retried(self, event: Any) -> None:
-        if event.agent_id is not None:
-            self.last_failed_by[event.task_id] = event.agent_id
-
-    def run(self) -> None:
-        wakeups = self.orch.queue.wakeups
-        try:
-            while not self.halt.is_set():
-                seen = wakeups.generation
-                self.round()
-                self.halt.wait(self.team.settings.dispatch_interval)
-                wakeups.wait(seen, 0.25)  # at once if anything changed meanwhile
-        except BaseException as exc:  # surfaced by run_demo
-            self.fatal = exc
-
-    def stop(self) -> None:
-        self.halt.set()
-        if self.is_alive():
-            self.join(timeout=10)
-        self.orch.events.unsubscribe(self.subscription)
-
-    def round(self) -> None:
-        queue, router, team = self.orch.queue, self.orch.router, self.team
-        frame = queue.to_frame(status="pending")
-        now = pd.Timestamp(queue.clock())
-        ready = frame[(frame["waiting_on"] == 0)
-                      & (frame["retry_until"].isna() | (frame["retry_until"] <= now))]
+    # ------------------------------------------------------------------ rounds
+    def _hand_out(self) -> None:
+        """The dispatcher routes to the push agents first (and cancels what nobody can
+        do), then each pull agent with room claims (and starts) what it can do; a pull
+        agent that nothing ready suits does not ask."""
+        live = [a for a in self.team if a not in self.down]
+        room = {a: self.team[a].capacity - len(self.running[a]) for a in live}
+        ready = self.dispatcher.ready()
         if ready.empty:
             return
-        live = list(team.workers)  # a snapshot: the main thread crashes and restarts them
-        agents = self.orch.registry.to_frame().set_index("agent_id")
-        free = {a: int(agents.at[a, "max_concurrent_tasks"] - agents.at[a, "current_load"])
-                for a in live if team.push(a) and a in agents.index}
-        free = {a: n for a, n in free.items() if n > 0}
-        exclude = sorted(set(agents.index) - set(free))  # pull, down, full, other workloads'
-        skills = {a: frozenset(r["capabilities"]) for a, r in team.records.items()}
-        batch = []
-        for row in ready.itertuples(index=False):
-            task = {"id": row.task_id, "requirements": list(row.requirements),
-                    "priority": row.priority}
-            needed = frozenset(row.requirements)
-            if not any(needed <= s for s in skills.values()):
-                decision = router.decide(task, exclude_agents=sorted(set(agents.index)
-                                                                     - set(live)))
-                queue.cancel_task(row.task_id, f"unroutable: {decision.reason}")
-                self.facts.unroutable.append(row.task_id)
-            elif not any(needed <= skills[a] for a in free):
-                continue  # left to the pull agents
-            elif (row.retry_count and row.task_id in self.last_failed_by
-                  and (row.task_id, row.retry_count) not in self.redecided):
-                self.redecided.add((row.task_id, row.retry_count))
-                failed_by = self.last_failed_by[row.task_id]
-                decision = router.decide(task, exclude_agents=sorted({*exclude, failed_by}))
-                if decision.selected_agent and self._assign(row.task_id, decision.selected_agent):
-                    self.facts.rerouted_retries += 1
-            else:
-                batch.append(task)
-        batch = batch[: sum(free.values())]
-        if batch:
-            routed = router.route_batch(batch, exclude_agents=exclude)
-            for task_id, agent_id in zip(routed["task_id"], routed["agent_id"]):
-                if isinstance(agent_id, str):
-                    self._assign(task_id, agent_id)
+        needs = {frozenset(r) for r in ready["requirements"]}
+        nobody = any(not any(n <= a.capabilities for a in self.team.values()) for n in needs)
+        if nobody or any(room[a] > 0 for a in live if self.team[a].push):
+            assigned = self.dispatcher.round(live, self.failed_by, ready)
+            for task in assigned:
+                self.queue.start_task(task.id, agent_id=task.assigned_to, attempt=task.attempt)
+                self._run(task.assigned_to, task)
+            ready = ready[~ready["task_id"].isin([t.id for t in assigned])]
+        needs = {frozenset(r) for r in ready["requirements"]}
+        pull = sorted(a for a in live if not self.team[a].push and room[a] > 0
+                      and any(n <= self.team[a].capabilities for n in needs))
+        self.rng.shuffle(pull)
+        for agent_id in pull:
+            for task in self.queue.claim_tasks(agent_id, room[agent_id], start=True):
+                self._run(agent_id, task)
 
-    def _assign(self, task_id: str, agent_id: str) -> bool:
-        try:
-            self.orch.queue.assign_task(task_id, agent_id)
-        except InvalidTransitionError:  # a pull agent claimed it meanwhile
-            self.facts.claimed_first += 1
+    def _run(self, agent_id: str, task: Task) -> None:
+        """The agent works on a started task: its end and lease renewals are scheduled."""
+        outcome = self.team[agent_id].attempt(task.estimated_duration_ms)
+        now = self.clock.ms
+        run = _Running(task.id, task.attempt, outcome, now + outcome.ms)
+        self.running[agent_id][task.id] = run
+        if self.beat_ms < outcome.ms:
+            self.schedule(now + self.beat_ms, "beat", (agent_id, run))
+        self.schedule(run.ends_ms, "end", (agent_id, run))
+
+    def _wake_at(self, task: Task | None) -> None:
+        if task is not None and task.status is TaskStatus.PENDING and task.retry_until:
+            self.schedule(max(self.clock.ms, self.clock.offset(task.retry_until)), "wake")
+
+    def _wake_for_backoffs(self) -> None:
+        """Retries an earlier run (or the orphan requeue) left waiting get their wake-up."""
+        frame = self.queue.to_frame(status="pending")
+        for at in sorted(frame["retry_until"].dropna().unique()):
+            self.schedule(max(0, self.clock.offset(pd.Timestamp(at).to_pydatetime())), "wake")
+
+    def _crash(self) -> bool:
+        """The agent in the middle of the most tasks (a seeded choice among equals) goes
+        silent: no outcome, no lease renewal. It comes back once its leases have run out."""
+        busy = {a: len(r) for a, r in self.running.items() if r and a not in self.down}
+        if not busy:
             return False
+        victim = self.rng.choice(sorted(a for a, n in busy.items() if n == max(busy.values())))
+        held = [self.queue.get_task_status(t) for t in self.running[victim]]
+        self.running[victim] = {}
+        self.down.add(victim)
+        self.facts.crashes.append(victim)
+        expires = max(self.clock.offset(t.lease_until) for t in held)
+        self.schedule(expires + int(self.settings.restart_seconds * 1000), "restart", victim)
         return True
 
-
-def _as_records(data: Any) -> list[dict[str, Any]]:
-    if isinstance(data, pd.DataFrame):
-        return data.to_dict("records")
-    return [dict(r) for r in data]
-
-
-def run_demo(
-    orch: Any,
-    agents: Any,
-    tasks: Any,
-    seed: int = 7,
-    *,
-    settings: DemoSettings | None = None,
-    progress: bool = True,
-    report: str | Path | None = None,
-    workload: str = "custom",
-) -> dict[str, Any]:
-    """Run the simulation on ``orch`` until every task in its queue is final.
-
-    ``agents``: records (or a DataFrame) with agent_id, capabilities, max_concurrent_tasks,
-    speed_factor, failure_rate, mode. ``tasks``: records for ``queue.create_tasks`` (use
-    idempotency keys to make re-runs resume; see ``Workload.task_records``). ``report``:
-    where to write the HTML report (None: none). Returns the summary dict (see
-    :func:`~athena_orch.demo.format_summary`).
-    """
-    settings = settings or DemoSettings()
-    team_records = _as_records(agents)
-    task_records = _as_records(tasks)
-    queue = orch.queue
-    saved = (queue.lease_seconds, queue.retry_backoff_seconds, queue.retry_backoff_max_seconds)
-    queue.lease_seconds = settings.lease_seconds
-    queue.retry_backoff_seconds = settings.retry_backoff_seconds
-    queue.retry_backoff_max_seconds = settings.retry_backoff_max_seconds
-    started_wall = time.monotonic()
-    started_at = datetime.now(UTC)
-    facts = RunFacts()
-    try:
-        for record in team_records:
-            orch.registry.register_agent(
-                record["agent_id"], list(record["capabilities"]), _agent_metadata(record)
-            )
-        before = queue.get_queue_statistics().total_count
-        ids = queue.create_tasks(task_records) if task_records else []
-        created = queue.get_queue_statistics().total_count - before
-        team = _Team(orch, team_records, seed, settings, facts)
-        dispatcher = _Dispatcher(orch, team, facts)
-        orphans = _requeue_orphans(queue)
-        finished, interrupted = _simulate(orch, team, dispatcher, random.Random(seed), progress)
-    finally:
-        queue.lease_seconds, queue.retry_backoff_seconds, queue.retry_backoff_max_seconds = saved
-    elapsed = time.monotonic() - started_wall
-    if dispatcher.fatal is not None:
-        raise dispatcher.fatal
-    summary = summarize(orch, facts, started_at, elapsed)
-    summary.update(
-        {
-            "workload": workload,
-            "seed": seed,
-            "finished": finished,
-            "interrupted": interrupted,
-            "tasks_in_workload": len(ids),
-            "tasks_created": created,
-            "tasks_reused": len(ids) - created,
-            "orphans_requeued": orphans,
-            "database": getattr(orch, "path", None),
-        }
-    )
-    if report is not None:
-        summary["report"] = str(write_report(orch, summary, report))
-    return summary
-
-
-def _requeue_orphans(queue: Any) -> int:
-    """Tasks an earlier (killed) run left assigned or running go back to pending."""
-    frame = queue.to_frame(status=["assigned", "running"])
-    for task_id in frame["task_id"]:
-        queue.fail_task(task_id, "orphaned: the run holding it stopped (resumed)",
-                        should_retry=True)
-    return len(frame)
-
-
-def _simulate(orch: Any, team: _Team, dispatcher: _Dispatcher, rng: random.Random,
-              progress: bool) -> tuple[bool, bool]:
-    from tqdm import tqdm
-
-    queue, settings = orch.queue, team.settings
-    counts = queue.get_queue_statistics().by_status()
-    total = sum(counts.values())
-    done = sum(counts[s] for s in FINAL)
-    bar = tqdm(total=total, initial=done, desc="demo", unit="task", file=sys.stderr,
-               disable=not progress, dynamic_ncols=True, leave=True)
-    finished = interrupted = False
-    crash_due = settings.crash_at is not None and total >= settings.crash_min_tasks
-    deadline = time.monotonic() + settings.max_seconds
-    try:
-        if done < total:
-            dispatcher.round()  # the push agents' first work, before anyone claims
-            for agent_id in team.records:
-                team.start(agent_id)
-            dispatcher.start()
-        while dispatcher.fatal is None:
-            counts = queue.get_queue_statistics().by_status()
-            done = sum(counts[s] for s in FINAL)
-            bar.update(done - bar.n)
-            bar.set_postfix_str(f"running {counts['running']}, retries {team.retried()}, "
-                                f"failed {counts['failed']}, blocked {counts['blocked']}",
-                                refresh=False)
-            if done >= total:
-                finished = True
-                break
-            if crash_due and done >= settings.crash_at * total and team.crash_one(rng):
-                crash_due = False
-            team.restart_due()
-            if time.monotonic() > deadline:
-                team.facts.warnings.append(f"demo: not finished after {settings.max_seconds:.0f} s")
-                break
-            time.sleep(0.25)
-    except KeyboardInterrupt:
-        interrupted = True
-    finally:
-        dispatcher.stop()
-        team.stop()
-        bar.close()
-    return finished, interrupted
+    def _hand_back(self) -> None:
+        """Ctrl-C: running attempts go back to pending, no retry used."""
+        for agent_id, runs in self.running.items():
+            for run in runs.values():
+                self.queue.release_task(run.task_id, agent_id=agent_id, attempt=run.attempt,
+                                        reason="the demo was interrupted")
+            runs.clear()

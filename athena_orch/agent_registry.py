@@ -25,6 +25,7 @@ from . import validation as v
 from .exceptions import AgentNotFoundError, ValidationError, shown
 from .models import Agent, AgentStatistics
 from .stores import GraphStore, MetaStore
+from .stores.meta import SKILL_KINDS
 from .stores.graph import HAS_CAPABILITY, entity_id, entity_name
 
 AGENT, CAPABILITY = "agent", "capability"
@@ -33,6 +34,10 @@ FRAME_COLUMNS = [
     "agent_id", "capabilities", "active", "max_concurrent_tasks", "current_load",
     "total_completed", "total_failed", "success_rate", "avg_completion_ms", "last_updated",
 ]
+
+
+SKILL_COLUMNS = ["agent_id", "skill_kind", "skill", "completed", "failed", "success_rate",
+                 "avg_completion_ms", "last_updated"]
 
 
 def _utcnow() -> datetime:
@@ -412,6 +417,23 @@ class AgentRegistry:
     def to_frame(self) -> pd.DataFrame:
         """One row per registered agent (sorted by id) with its capabilities and figures."""
         return self.routing_frame()[FRAME_COLUMNS]
+
+    def skill_frame(self, kind: str | None = None) -> pd.DataFrame:
+        """Outcomes per agent x task type and per agent x required capability, counted by
+        the queue as attempts complete or fail (the figures the learning router learns
+        from): agent_id, skill_kind ('task_type' or 'capability'), skill, completed,
+        failed, success_rate, avg_completion_ms, last_updated. ``kind`` keeps one kind."""
+        if kind is not None and kind not in SKILL_KINDS:
+            raise ValidationError(f"kind must be one of {SKILL_KINDS} or None, not {kind!r}")
+        frame = self.meta.skill_frame()
+        if kind is not None:
+            frame = frame[frame["skill_kind"] == kind].reset_index(drop=True)
+        completed = frame["completed"].to_numpy(dtype=np.int64)
+        failed = frame["failed"].to_numpy(dtype=np.int64)
+        return frame.assign(
+            success_rate=success_rates(completed, failed),
+            avg_completion_ms=mean_durations(completed, frame["success_ms"].to_numpy(float))
+        )[SKILL_COLUMNS]
 
     def routing_frame(self) -> pd.DataFrame:
         """``to_frame`` plus what the router needs: ``confidence`` (capability -> confidence),

@@ -37,6 +37,9 @@ DEFAULT_WEIGHTS = {"track_record": 0.4, "headroom": 0.3, "speed": 0.15, "fit": 0
 EXPLAIN_COLUMNS = ["agent_id", "capable", "active", "load", "capacity", "at_capacity",
                    *COMPONENTS, "score", "rank", "excluded_reason"]
 LOGGED_PARTS = (*COMPONENTS, "load", "capacity")  # per candidate in the log's ``components``
+POLICIES = ("weighted", "thompson")
+POSTERIOR_COLUMNS = ["skill_completed", "skill_failed", "alpha", "beta", "posterior_mean",
+                     "draw"]  # explain's extra columns under "thompson"
 BATCH_TIE = 1e-12  # route_batch: scores this close to the best count as a tie
 _PLAIN_STRINGS = (str, np.str_)  # requirement items a batch may cache by value
 
@@ -54,20 +57,23 @@ def check_weights(weights: dict[str, Any]) -> dict[str, float]:
 
 def task_requirements(task: Task | dict[str, Any]) -> tuple[str | None, list[str], str]:
     """(task id, requirements, priority) of a Task or of a dict with ``requirements``."""
-    return _parse_task(task, None)
+    return _parse_task(task, None)[:3]
 
 
 def _parse_task(task: Any, known: dict[tuple[str, ...], list[str]] | None
-                ) -> tuple[str | None, list[str], str]:
-    """``task_requirements``; ``known`` caches requirement lists already checked (a batch
-    repeats a few lists many times), keyed by their exact strings."""
+                ) -> tuple[str | None, list[str], str, str | None]:
+    """``task_requirements`` and the task type (None if not given); ``known`` caches
+    requirement lists already checked (a batch repeats a few lists many times), keyed by
+    their exact strings."""
     if isinstance(task, Task):
         task_id, requirements, priority = task.id, task.requirements, task.priority
+        task_type = task.task_type
     elif isinstance(task, dict):
         task_id = task.get("id", task.get("task_id"))
         requirements = task.get("requirements")
         priority = task.get("priority")
         priority = "medium" if priority is None else priority
+        task_type = task.get("task_type")
     else:
         raise ValidationError(f"task must be a Task or a dict with 'requirements', not "
                               f"{type(task).__name__}")
@@ -81,7 +87,10 @@ def _parse_task(task: Any, known: dict[tuple[str, ...], list[str]] | None
             checked = known[key] = v.string_list("requirements", requirements)
     else:
         checked = v.string_list("requirements", requirements)
-    return task_id, checked, v.priority(priority)
+    if task_type is not None and not (type(task_type) is str and task_type.isascii()
+                                      and task_type.strip()):
+        task_type = v.optional_text("task_type", task_type)
+    return task_id, checked, v.priority(priority), task_type
 
 
 # ---------------------------------------------------------------------- the steps
@@ -193,6 +202,25 @@ def excluded_reasons(steps: dict[str, np.ndarray], agents: pd.DataFrame | Iterab
     return reasons
 
 
+# ---------------------------------------------------------------------- learning
+def beta_posterior(skill_completed: np.ndarray, skill_failed: np.ndarray,
+                   completed: np.ndarray, failed: np.ndarray, *, prior_success_rate: float,
+                   prior_weight: float, skill_prior_weight: float
+                   ) -> tuple[np.ndarray, np.ndarray]:
+    """Beta(alpha, beta) posterior of each agent's success at one kind of work: its
+    outcomes at that work on a prior worth ``skill_prior_weight`` tasks, centred on its
+    record at all its other work (itself pulled toward ``prior_success_rate`` as the
+    track record is). An agent new to the work starts from what it does elsewhere."""
+    skill_completed = skill_completed.astype(float)
+    skill_failed = skill_failed.astype(float)
+    other_completed = np.maximum(completed - skill_completed, 0)
+    other_failed = np.maximum(failed - skill_failed, 0)
+    mean = ((other_completed + prior_success_rate * prior_weight)
+            / (other_completed + other_failed + prior_weight))
+    return (skill_completed + mean * skill_prior_weight,
+            skill_failed + (1 - mean) * skill_prior_weight)
+
+
 class _Levels:
     """route_batch's open capable agents for one requirement list, grouped by score.
 
@@ -298,38 +326,206 @@ class _Levels:
         return top[1]
 
 
+class _PosteriorPool:
+    """Thompson sampling over a pool of posterior draws, with exact propensities.
+
+    ``draws`` holds ``M`` draws of every agent's success (rows: draws, columns: agents of
+    the whole snapshot); this pool's agents are the columns ``rows``. Each draw has a
+    winner: the open agent with the highest ``fixed + share_head * headroom + share_track
+    * draw``. A choice takes a draw uniformly at random and gives the task to its winner,
+    so it is distributed as Thompson sampling's (one posterior draw per decision), and the
+    probability of each choice is exactly the share of draws its agent wins.
+
+    route_batch keeps a pool per requirement list and task type over the whole batch. A
+    pick only lowers its agent's total (or closes it), so each draw keeps its ``TOP``
+    best agents and a bound on everyone else's total: after a pick only the draws that
+    hold the picked agent among their best are re-sorted, and a draw is recomputed over
+    all agents only when its best fall below that bound.
+    """
+
+    TOP = 8
+
+    def __init__(self, rows: np.ndarray, fixed: np.ndarray, draws: np.ndarray,
+                 loads: np.ndarray, caps: np.ndarray, share_head: float, share_track: float):
+        self.rows, self.fixed, self.draws = rows, fixed, draws
+        self.caps = caps[rows]
+        self.share_head, self.share_track = share_head, share_track
+        self.seen = loads[rows].copy()
+        self.scores = self._open_scores(np.arange(len(rows)))
+        width = min(self.TOP, len(rows))
+        self.best = np.zeros((len(draws), width), dtype=np.intp)  # columns, best first
+        self.bound = np.full(len(draws), -np.inf)  # no other column's total is above
+        self.win = np.full(len(draws), -1)
+        self._rank(np.arange(len(draws)))
+
+    def _open_scores(self, cols: np.ndarray) -> np.ndarray:
+        """Score without the draw of the given agents; -inf without a free slot."""
+        seen, caps = self.seen[cols], self.caps[cols]
+        return np.where(seen < caps, self.fixed[cols]
+                        + self.share_head * (1 - seen / np.maximum(caps, 1)), -np.inf)
+
+    def _totals(self, which: np.ndarray, cols: np.ndarray) -> np.ndarray:
+        return self.scores[cols] + self.share_track * self.draws[which[:, None],
+                                                                 self.rows[cols]]
+
+    def _rank(self, which: np.ndarray) -> None:
+        """Find the best agents of the given draws among all agents."""
+        width = self.best.shape[1]
+        if not len(which) or not width:
+            return
+        totals = self.draws[which][:, self.rows]
+        totals *= self.share_track
+        totals += self.scores
+        if width < totals.shape[1]:
+            part = np.argpartition(-totals, width, axis=1)
+            self.bound[which] = np.take_along_axis(totals, part[:, width:width + 1],
+                                                   axis=1)[:, 0]
+            cols = part[:, :width]
+        else:
+            cols = np.broadcast_to(np.arange(width), (len(which), width))
+        self._order(which, cols, np.take_along_axis(totals, cols, axis=1))
+
+    def _order(self, which: np.ndarray, cols: np.ndarray, totals: np.ndarray) -> None:
+        order = np.argsort(-totals, axis=1, kind="stable")
+        self.best[which] = np.take_along_axis(cols, order, axis=1)
+        top = np.take_along_axis(totals, order[:, :1], axis=1)[:, 0]
+        self.win[which] = np.where(np.isfinite(top), self.best[which, 0], -1)
+
+    def sync(self, loads: np.ndarray) -> None:
+        """Follow the loads the batch's earlier picks moved."""
+        now = loads[self.rows]
+        changed = np.flatnonzero(now != self.seen)
+        if not len(changed):
+            return
+        self.seen[changed] = now[changed]
+        self.scores[changed] = self._open_scores(changed)
+        moved = np.zeros(len(self.rows), dtype=bool)
+        moved[changed] = True
+        stale = np.flatnonzero(moved[self.best].any(axis=1))
+        if not len(stale):
+            return
+        cols = self.best[stale]
+        totals = self._totals(stale, cols)
+        self._order(stale, cols, totals)
+        lost = totals.max(axis=1) < self.bound[stale]  # someone outside may lead now
+        self._rank(stale[lost])
+
+    def probabilities(self) -> np.ndarray:
+        """Each agent's probability of being chosen now (aligned with ``rows``)."""
+        return np.bincount(self.win[self.win >= 0], minlength=len(self.rows)) / len(self.win)
+
+    def pick(self, rng: np.random.Generator) -> tuple[int, int, float, float]:
+        """(column, draw, score, probability) of one choice; column -1 when no agent is
+        open."""
+        m = int(rng.integers(len(self.win)))
+        col = int(self.win[m])
+        if col < 0:
+            return -1, m, math.nan, math.nan
+        score = self.scores[col] + self.share_track * self.draws[m, self.rows[col]]
+        return col, m, float(score), np.count_nonzero(self.win == col) / len(self.win)
+
+
 def _json_float(x: float) -> str:
     """``json.dumps(x)`` of a float."""
     return float.__repr__(x) if math.isfinite(x) else json.dumps(x)
 
 
 class CapabilityRouter:
-    """Scores agents for tasks; ``weights`` (a dict over COMPONENTS) is yours to change."""
+    """Scores agents for tasks; ``weights`` (a dict over COMPONENTS) and ``policy`` are
+    yours to change.
+
+    ``policy="weighted"`` (the default) scores each agent's overall track record: the same
+    task and figures always give the same choice. ``policy="thompson"`` learns which agent
+    is good at which kind of work: per decision it draws each eligible agent's success at
+    the task's type from its Beta posterior (:func:`beta_posterior`, from the queue's
+    figures per agent x task type) and scores the draw in place of the track record, so it
+    tries agents it knows little about and settles on those that do the work well.
+    Each choice takes one of ``posterior_samples`` pooled draws at random
+    (:class:`_PosteriorPool`), so the probability of every choice is known exactly and
+    logged (``propensity``); ``seed`` makes the draws reproducible.
+    """
 
     def __init__(self, registry: AgentRegistry, meta: MetaStore | None = None, *,
                  weights: dict[str, float] | None = None, prior_success_rate: float = 0.8,
-                 prior_weight: float = 5.0, log_top_k: int = 10):
+                 prior_weight: float = 5.0, log_top_k: int = 10, policy: str = "weighted",
+                 seed: int | None = None, skill_prior_weight: float = 2.0,
+                 posterior_samples: int = 128):
         self.registry = registry
         self.meta = meta or MetaStore(registry.db)
         self.weights = check_weights(weights or {})
         self.prior_success_rate = prior_success_rate
         self.prior_weight = prior_weight
         self.log_top_k = log_top_k
+        self.policy = policy
+        self.seed = seed
+        self.skill_prior_weight = v.number("skill_prior_weight", skill_prior_weight,
+                                           low=1e-9)
+        self.posterior_samples = v.positive_int("posterior_samples", posterior_samples,
+                                                high=100_000)
+
+    @property
+    def policy(self) -> str:
+        """How agents are chosen: one of POLICIES."""
+        return self._policy
+
+    @policy.setter
+    def policy(self, policy: str) -> None:
+        if policy not in POLICIES:
+            raise ValidationError(f"policy must be one of {', '.join(POLICIES)}, not "
+                                  f"{policy!r}")
+        self._policy = policy
+
+    @property
+    def seed(self) -> int | None:
+        """The seed of the learning policy's draws; setting it restarts them."""
+        return self._seed
+
+    @seed.setter
+    def seed(self, seed: int | None) -> None:
+        if seed is not None:
+            seed = v.non_negative_int("seed", seed)
+        self._seed = seed
+        self._rng = np.random.default_rng(seed)
+
+    def _posterior(self, snapshot: RoutingSnapshot, task_type: str | None
+                   ) -> dict[str, np.ndarray]:
+        """Each agent's outcomes at ``task_type`` (all its work when None) and its Beta
+        posterior of success there."""
+        if task_type is None:
+            completed, failed = snapshot.completed, snapshot.failed
+        else:
+            completed = np.zeros(len(snapshot), dtype=np.int64)
+            failed = np.zeros(len(snapshot), dtype=np.int64)
+            index = snapshot.table.index
+            for agent, (done, lost, _) in self.meta.skill_figures("task_type",
+                                                                  task_type).items():
+                row = index.get(agent)
+                if row is not None:
+                    completed[row], failed[row] = done, lost
+        alpha, beta = beta_posterior(
+            completed, failed, snapshot.completed, snapshot.failed,
+            prior_success_rate=self.prior_success_rate, prior_weight=self.prior_weight,
+            skill_prior_weight=self.skill_prior_weight)
+        return {"skill_completed": completed, "skill_failed": failed, "alpha": alpha,
+                "beta": beta, "posterior_mean": alpha / (alpha + beta)}
 
     # ------------------------------------------------------------------ looking
     def explain(self, task: Task | dict[str, Any], exclude_agents: list[str] | None = None,
                 weights: dict[str, float] | None = None) -> pd.DataFrame:
         """One row per registered agent: every filter, component, score, rank and the
         reason it was excluded ('' when eligible). Best first, excluded last."""
-        _, requirements, _ = task_requirements(task)
+        _, requirements, _, task_type = _parse_task(task, None)
         return self._explain(self.registry.routing_snapshot(), requirements,
                              v.string_list("exclude_agents", exclude_agents),
-                             check_weights(weights) if weights is not None else self.weights)
+                             check_weights(weights) if weights is not None else self.weights,
+                             task_type)
 
     def _score(self, snapshot: RoutingSnapshot, requirements: list[str], exclude: list[str],
-               weights: dict[str, float]) -> dict[str, Any]:
+               weights: dict[str, float], task_type: str | None = None) -> dict[str, Any]:
         """The four steps as arrays aligned with the snapshot's rows (sorted by id);
-        ``order`` = eligible rows, best first."""
+        ``order`` = eligible rows, best first. Under "thompson" the eligible agents'
+        track_record is a draw from their posterior at ``task_type`` (the others keep
+        the posterior mean)."""
         table = snapshot.table
         steps = filter_steps(table.capable(requirements), table.active, snapshot.load,
                              table.capacity, table.mask(exclude))
@@ -339,15 +535,20 @@ class CapabilityRouter:
                                       len(requirements)),
             prior_success_rate=self.prior_success_rate, prior_weight=self.prior_weight)
         score = weighted_score(components, weights)
+        posterior: dict[str, Any] = {}
+        if self.policy == "thompson" and weights["track_record"] > 0:
+            posterior = self._draw(snapshot, task_type, steps, components, weights)
+            score = posterior.pop("score")
         # rows are sorted by agent id, so the row number breaks ties as the id would
         order = rank_eligible(score, steps["load"], np.arange(len(table)), steps["eligible"])
-        return {**steps, **components, "score": score, "order": order,
-                "agent_id": table.ids, "agent_ids": table.agent_ids}
+        return {**steps, **components, **posterior, "score": score, "order": order,
+                "agent_id": table.ids, "agent_ids": table.agent_ids, "weights": weights}
 
     def _explain(self, snapshot: RoutingSnapshot, requirements: list[str], exclude: list[str],
-                 weights: dict[str, float]) -> pd.DataFrame:
-        scored = self._score(snapshot, requirements, exclude, weights)
-        frame = pd.DataFrame({c: scored[c] for c in EXPLAIN_COLUMNS
+                 weights: dict[str, float], task_type: str | None = None) -> pd.DataFrame:
+        scored = self._score(snapshot, requirements, exclude, weights, task_type)
+        columns = EXPLAIN_COLUMNS + (POSTERIOR_COLUMNS if "draw" in scored else [])
+        frame = pd.DataFrame({c: scored[c] for c in columns
                               if c not in ("rank", "excluded_reason")})
         frame["agent_id"] = frame["agent_id"].astype(str)
         rank = np.zeros(len(frame), dtype=np.int64)
@@ -356,7 +557,7 @@ class CapabilityRouter:
         frame["excluded_reason"] = excluded_reasons(scored, snapshot.table.capability_sets,
                                                     requirements)
         rest = np.flatnonzero(rank == 0)  # already in id order
-        return frame.iloc[np.concatenate([scored["order"], rest])][EXPLAIN_COLUMNS].reset_index(
+        return frame.iloc[np.concatenate([scored["order"], rest])][columns].reset_index(
             drop=True)
 
     def rank_candidates(self, agent_ids: list[str],
@@ -364,10 +565,11 @@ class CapabilityRouter:
         """Scores of the given registered agents for ``task`` (no requirements if None),
         best first; unknown ids are dropped."""
         wanted = set(v.string_list("agent_ids", agent_ids))
-        requirements = task_requirements(task)[1] if task is not None else []
+        _, requirements, _, task_type = (_parse_task(task, None) if task is not None
+                                         else (None, [], None, None))
         snapshot = self.registry.routing_snapshot()
         snapshot = snapshot.take(snapshot.table.rows(wanted))
-        scored = self._score(snapshot, requirements, [], self.weights)
+        scored = self._score(snapshot, requirements, [], self.weights, task_type)
         everyone = rank_eligible(scored["score"], scored["load"], np.arange(len(snapshot)),
                                  np.ones(len(snapshot), dtype=bool))
         ids = scored["agent_ids"]
@@ -387,13 +589,51 @@ class CapabilityRouter:
 
     def _decide(self, task: Task | dict[str, Any], exclude_agents: list[str] | None,
                 source: str) -> RoutingDecision:
-        task_id, requirements, _ = task_requirements(task)
+        task_id, requirements, _, task_type = _parse_task(task, None)
         exclude = v.string_list("exclude_agents", exclude_agents)
         scored = self._score(self.registry.routing_snapshot(), requirements, exclude,
-                             self.weights)
+                             self.weights, task_type)
         decision = self._decision(task_id, requirements, scored)
         self._log(decision, scored, source)
         return decision
+
+    def _propensities(self, scored: dict[str, Any]) -> tuple[np.ndarray, str]:
+        """The probability of each eligible agent (in ``order``) being chosen, and how it
+        is known: 1 for the first under "weighted"; exact under "thompson"."""
+        if "probability" in scored:
+            return scored["probability"][scored["order"]], "exact"
+        p = np.zeros(len(scored["order"]))
+        p[:1] = 1.0
+        return p, "deterministic"
+
+    def _draw(self, snapshot: RoutingSnapshot, task_type: str | None,
+              steps: dict[str, np.ndarray], components: dict[str, np.ndarray],
+              weights: dict[str, float]) -> dict[str, Any]:
+        """"thompson" for one decision: a pool of posterior draws of the eligible agents
+        and one of them taken at random (:class:`_PosteriorPool`). The eligible agents'
+        track_record becomes their value in that draw (the others keep their posterior
+        mean); also each agent's probability of being chosen and the new score."""
+        posterior = self._posterior(snapshot, task_type)
+        rows = np.flatnonzero(steps["eligible"])
+        n = len(snapshot)
+        draws = np.zeros((self.posterior_samples, n))
+        draws[:, rows] = self._rng.beta(posterior["alpha"][rows], posterior["beta"][rows],
+                                        size=(self.posterior_samples, len(rows)))
+        total = sum(weights.values())
+        fixed = weighted_score({**components, "track_record": np.zeros(n),
+                                "headroom": np.zeros(n)}, weights)
+        pool = _PosteriorPool(rows, fixed[rows], draws, steps["load"], steps["capacity"],
+                              weights["headroom"] / total, weights["track_record"] / total)
+        _, m, _, _ = pool.pick(self._rng)
+        draw = np.full(n, np.nan)
+        draw[rows] = draws[m, rows]
+        components["track_record"] = np.where(steps["eligible"], draw,
+                                              posterior["posterior_mean"])
+        score = weighted_score(components, weights)
+        score[rows] = pool.scores + pool.share_track * draw[rows]  # the pool's own sums
+        probability = np.zeros(n)
+        probability[rows] = pool.probabilities()
+        return {**posterior, "draw": draw, "probability": probability, "score": score}
 
     def _decision(self, task_id: str | None, requirements: list[str],
                   scored: dict[str, Any]) -> RoutingDecision:
@@ -416,10 +656,14 @@ class CapabilityRouter:
                                           & scored["at_capacity"]).sum())}
             reason = "no capable agent is free: " + ", ".join(
                 f"{n} {why}" for why, n in counts.items() if n)
+        propensities, method = self._propensities(scored) if len(order) else (np.zeros(0), None)
+        scored["propensities"], scored["propensity_method"] = propensities, method
         return RoutingDecision(
             selected_agent=candidates[0] if candidates else None,
             candidates=candidates, scores=scores, reason=reason,
-            task_id=task_id, requirements=requirements, weights=dict(self.weights))
+            task_id=task_id, requirements=requirements, weights=dict(self.weights),
+            policy=self.policy,
+            propensity=float(propensities[0]) if len(propensities) else None)
 
     def route_batch(self, tasks: Iterable[Task | dict[str, Any]],
                     exclude_agents: list[str] | None = None) -> pd.DataFrame:
@@ -434,7 +678,13 @@ class CapabilityRouter:
         parsed = [_parse_task(t, known) for t in tasks]
         exclude = set(v.string_list("exclude_agents", exclude_agents))
         snapshot = self.registry.routing_snapshot()
-        chosen, scores = self._assign(snapshot, parsed, exclude)
+        if self.policy == "thompson" and self.weights["track_record"] > 0:
+            chosen, scores, propensity = self._assign_thompson(snapshot, parsed, exclude)
+            method = "exact"
+        else:
+            chosen, scores = self._assign(snapshot, parsed, exclude)
+            propensity = np.where(np.isnan(scores), np.nan, 1.0)
+            method = "deterministic"
         ids = snapshot.table.agent_ids
         agents = [ids[r] if r is not None else None for r in chosen]
         result = pd.DataFrame({
@@ -442,7 +692,7 @@ class CapabilityRouter:
             "score": scores,
             "reason": ["routed" if a is not None else "no capable agent with free capacity"
                        for a in agents]})
-        self._log_batch(result, parsed, chosen, ids)
+        self._log_batch(result, parsed, chosen, ids, propensity, method)
         return result
 
     def _assign(self, snapshot: RoutingSnapshot, parsed: list[tuple], exclude: set[str]
@@ -490,28 +740,84 @@ class CapabilityRouter:
             levels.requeue(r)
         return chosen, np.array(scores, dtype=float)
 
+    def _assign_thompson(self, snapshot: RoutingSnapshot, parsed: list[tuple],
+                         exclude: set[str]) -> tuple[list[int | None], np.ndarray, np.ndarray]:
+        """route_batch's choices under "thompson" (higher priority first), each agent
+        taking no more than its free capacity, with each choice's exact probability: per
+        task type one pool of posterior draws of every agent, and per requirement list a
+        :class:`_PosteriorPool` over it that follows the batch's own picks."""
+        table = snapshot.table
+        total = sum(self.weights.values())
+        usable = table.active & ~table.mask(exclude)
+        base = component_arrays(snapshot.completed, snapshot.failed, snapshot.average_ms,
+                                snapshot.load, table.capacity, np.zeros(len(table)),
+                                prior_success_rate=self.prior_success_rate,
+                                prior_weight=self.prior_weight)
+        zeros = np.zeros(len(table))
+        loads = snapshot.load.copy()
+        draws: dict[str | None, np.ndarray] = {}
+        pools: dict[tuple, _PosteriorPool] = {}
+        rank = {p: k for k, p in enumerate(PRIORITIES)}
+        chosen: list[int | None] = [None] * len(parsed)
+        scores = np.full(len(parsed), math.nan)
+        propensity = np.full(len(parsed), math.nan)
+        for i in sorted(range(len(parsed)), key=lambda i: rank[parsed[i][2]]):
+            _, requirements, _, task_type = parsed[i]
+            key = (tuple(sorted(requirements)), task_type)
+            pool = pools.get(key)
+            if pool is None:
+                if task_type not in draws:
+                    posterior = self._posterior(snapshot, task_type)
+                    draws[task_type] = self._rng.beta(
+                        posterior["alpha"], posterior["beta"],
+                        size=(self.posterior_samples, len(table)))
+                fit = fit_array(table.sizes, table.confidence(key[0]), len(key[0]))
+                fixed = weighted_score({**base, "track_record": zeros, "headroom": zeros,
+                                        "fit": fit}, self.weights)
+                rows = np.flatnonzero(table.capable(key[0]) & usable)
+                pool = pools[key] = _PosteriorPool(
+                    rows, fixed[rows], draws[task_type], loads, table.capacity,
+                    self.weights["headroom"] / total, self.weights["track_record"] / total)
+            else:
+                pool.sync(loads)
+            col, _, score, p = pool.pick(self._rng)
+            if col < 0:
+                continue
+            r = int(pool.rows[col])
+            chosen[i], scores[i], propensity[i] = r, score, p
+            loads[r] += 1
+        return chosen, scores, propensity
+
     # ------------------------------------------------------------------ the log
     def decisions(self) -> pd.DataFrame:
         """Every logged decision, oldest first; list and dict columns parsed from JSON."""
         frame = self.meta.decisions_frame()
         for column in ("requirements", "candidates", "scores", "weights", "components"):
             frame[column] = [json.loads(x) for x in frame[column]]
+        frame["propensities"] = [{} if x is None else json.loads(x)
+                                 for x in frame["propensities"]]  # None: logged before v5
+        frame["propensity"] = frame["propensity"].astype(float)
         return frame
 
     def _log(self, decision: RoutingDecision, scored: dict[str, Any], source: str) -> None:
         top = scored["order"][: self.log_top_k]
         ids = decision.candidates[: self.log_top_k]
-        parts = zip(*(scored[c][top].astype(float).tolist() for c in LOGGED_PARTS))
-        components = {a: dict(zip(LOGGED_PARTS, values)) for a, values in zip(ids, parts)}
+        logged = LOGGED_PARTS + (("alpha", "beta") if "draw" in scored else ())
+        parts = zip(*(scored[c][top].astype(float).tolist() for c in logged))
+        components = {a: dict(zip(logged, values)) for a, values in zip(ids, parts)}
+        propensities = dict(zip(ids, scored["propensities"][: self.log_top_k].tolist()))
         self.meta.record_decision(
             decided_at=datetime.now(UTC), task_id=decision.task_id,
             requirements=json.dumps(decision.requirements), candidates=json.dumps(ids),
             scores=json.dumps({a: decision.scores[a] for a in ids}),
             components=json.dumps(components), selected_agent=decision.selected_agent,
-            weights=json.dumps(decision.weights), reason=decision.reason, source=source)
+            weights=json.dumps(decision.weights), reason=decision.reason, source=source,
+            policy=decision.policy, propensity=decision.propensity,
+            propensity_method=scored["propensity_method"],
+            propensities=json.dumps(propensities))
 
     def _log_batch(self, result: pd.DataFrame, parsed: list[tuple], chosen: list[int | None],
-                   ids: list[str]) -> None:
+                   ids: list[str], propensity: np.ndarray, method: str) -> None:
         now = datetime.now(UTC)
         weights = json.dumps(self.weights)
         quoted: dict[int, str] = {}  # row -> json of its agent id
@@ -535,4 +841,7 @@ class CapabilityRouter:
             "requirements": [requirements[id(p[1])] for p in parsed],
             "candidates": candidates, "scores": scores,
             "components": "{}", "selected_agent": result["agent_id"], "weights": weights,
-            "reason": result["reason"], "source": "route_batch"}))
+            "reason": result["reason"], "source": "route_batch", "policy": self.policy,
+            "propensity": propensity,
+            "propensity_method": np.where(np.isnan(propensity), None, method),
+            "propensities": "{}"}))

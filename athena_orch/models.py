@@ -139,6 +139,10 @@ class RoutingDecision:
     task_id: str | None = None
     requirements: list[str] = field(default_factory=list)
     weights: dict[str, float] = field(default_factory=dict)
+    #: the router's policy, and the probability with which it picked ``selected_agent``
+    #: (1.0 for "weighted"; a Monte Carlo estimate for "thompson"; None without an agent)
+    policy: str = "weighted"
+    propensity: float | None = None
 
     def _repr_html_(self) -> str:
         from .display import decision_html

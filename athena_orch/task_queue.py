@@ -442,33 +442,50 @@ class TaskQueue:
                 raise InvalidTransitionError(task_id, task.status.value, "complete")
         tasks = self.episodic.complete([current[t] for t in task_ids], texts, durations, now)
         self.episodic.release_dependents(task_ids)
-        done = Counter(t.assigned_to for t in tasks if t.assigned_to is not None)
-        success_ms = Counter()
-        for task in tasks:
-            if task.assigned_to is not None:
-                success_ms[task.assigned_to] += task.execution_duration_ms or 0
         by_assignee: dict[str | None, list[str]] = {}
         for task in tasks:
             by_assignee.setdefault(task.assigned_to, []).append(task.id)
         self._log_many([(ids, RUNNING, COMPLETED, agent, "completed")
                         for agent, ids in by_assignee.items()], now,
                        dict(zip(task_ids, texts)) if self.events.active else None)
-        self._record_outcomes(now, completed=done, success_ms=success_ms)
+        self._record_outcomes(now, _attempts(tasks), success=True)
         self.db.announce_work()  # dependents released, capacity freed
         return tasks
 
-    def _record_outcomes(self, now: datetime, *, completed: Counter | None = None,
-                         failed: Counter | None = None, success_ms: Counter | None = None
-                         ) -> None:
-        """Add finished work to agents' figures in one statement, agents in id order: the
-        last write of a transaction, after its task rows (the global lock order)."""
-        completed, failed, success_ms = completed or Counter(), failed or Counter(), \
-            success_ms or Counter()
-        agents = sorted(set(completed) | set(failed))
-        if agents:
-            self.meta.record_outcomes(
-                agents, now, completed=[completed[a] for a in agents],
-                failed=[failed[a] for a in agents], success_ms=[success_ms[a] for a in agents])
+    def _record_outcomes(self, now: datetime, attempts: list[tuple[str, Task]], *,
+                         success: bool) -> None:
+        """Add finished attempts, (agent, task) pairs taken before the task rows changed,
+        to their agents' figures and to the agents' figures per task type and per required
+        capability (what the learning router learns from): two statements, agents in id
+        order, the last writes of a transaction, after its task rows (the global lock
+        order)."""
+        agents: Counter = Counter()  # agent (or agent, kind, skill) -> attempts
+        skills: Counter = Counter()
+        times: Counter = Counter()  # the same keys -> summed success milliseconds
+        for agent, task in attempts:
+            ms = (task.execution_duration_ms or 0) if success else 0
+            keys = [(agent, "task_type", task.task_type)]
+            keys += [(agent, "capability", r) for r in dict.fromkeys(task.requirements)]
+            agents[agent] += 1
+            times[agent] += ms
+            for key in keys:
+                skills[key] += 1
+                times[key] += ms
+        if not agents:
+            return
+        ids = sorted(agents)
+        counts = [agents[a] for a in ids]
+        zeros = [0] * len(ids)
+        self.meta.record_outcomes(ids, now, completed=counts if success else zeros,
+                                  failed=zeros if success else counts,
+                                  success_ms=[times[a] for a in ids])
+        keys = sorted(skills)
+        counts = [skills[k] for k in keys]
+        zeros = [0] * len(keys)
+        self.meta.record_skill_outcomes(
+            [k[0] for k in keys], [k[1] for k in keys], [k[2] for k in keys], now,
+            completed=counts if success else zeros, failed=zeros if success else counts,
+            success_ms=[times[k] for k in keys])
 
     def fail_task(self, task_id: str, error: str, should_retry: bool = True, *,
                   agent_id: str | None = None, attempt: int | None = None) -> Task:
@@ -498,11 +515,11 @@ class TaskQueue:
         the current attempt of each task (rows read in this transaction); block what is
         downstream of those that failed and count a failure for each agent. A bounded
         number of statements however many tasks: one call never holds the lock long."""
+        attempts = _attempts(tasks)  # before retry() clears the assignee
         again = [should_retry and t.retry_count < t.max_retries for t in tasks]
         moves = [([t.id], t.status, PENDING if retry else FAILED, t.assigned_to,
                   f"retry {t.retry_count + 1} of {t.max_retries}: {e}" if retry else e)
                  for t, e, retry in zip(tasks, errors, again)]
-        failures = Counter(t.assigned_to for t in tasks if t.assigned_to is not None)
         retried = [(t, e) for t, e, retry in zip(tasks, errors, again) if retry]
         final = [(t, e) for t, e, retry in zip(tasks, errors, again) if not retry]
         self.episodic.retry([t for t, _ in retried], [e for _, e in retried],
@@ -510,7 +527,7 @@ class TaskQueue:
         self.episodic.fail([t for t, _ in final], [e for _, e in final], now)
         self._log_many(moves, now)
         self._block_downstream([t.id for t, _ in final], "failed", now)
-        self._record_outcomes(now, failed=failures)
+        self._record_outcomes(now, attempts, success=False)
         if tasks:
             self.db.announce_work()  # retries, freed capacity
         return tasks
@@ -759,6 +776,11 @@ class TaskQueue:
         waiting = [d for d in task.dependencies if states[d][0] is not COMPLETED]
         if waiting:
             raise DependencyError(f"task {shown(task.id)} waits on uncompleted dependencies {shown(waiting, 200)}")
+
+
+def _attempts(tasks: list[Task]) -> list[tuple[str, Task]]:
+    """(agent, task) of the tasks that an agent holds: the attempts whose outcome counts."""
+    return [(t.assigned_to, t) for t in tasks if t.assigned_to is not None]
 
 
 def _fence(agent_id: Any, attempt: Any) -> tuple[str | None, int | None]:

@@ -12,6 +12,8 @@ from .database import Database
 #: Agent figures (counts and summed milliseconds) saturate here: BIGINT holds 2**63 - 1,
 #: and a figure that overflowed would make every later outcome of its agent fail.
 FIGURE_CAP = 2**62
+#: What a skill figure counts outcomes of: the task's type, or each of its requirements.
+SKILL_KINDS = ("task_type", "capability")
 
 
 class MetaStore:
@@ -33,8 +35,28 @@ class MetaStore:
         self.db.execute("metrics_record", agent_ids=agent_ids, completed=completed,
                         failed=failed, success_ms=success_ms, now=now, cap=FIGURE_CAP)
 
+    def record_skill_outcomes(self, agent_ids: list[str], kinds: list[str], skills: list[str],
+                              now: datetime, *, completed: list[int], failed: list[int],
+                              success_ms: list[int]) -> None:
+        """Add outcomes per agent x skill (``kinds``: SKILL_KINDS; lists aligned, rows may
+        repeat); each sum stops at FIGURE_CAP."""
+        if agent_ids:
+            self.db.execute("skill_metrics_record", agent_ids=agent_ids, kinds=kinds,
+                            skills=skills, completed=completed, failed=failed,
+                            success_ms=success_ms, now=now, cap=FIGURE_CAP)
+
     def delete_figures(self, agent_id: str) -> None:
         self.db.execute("metrics_delete", agent_id=agent_id)
+        self.db.execute("skill_metrics_delete", agent_id=agent_id)
+
+    def skill_figures(self, kind: str, skill: str) -> dict[str, tuple[int, int, int]]:
+        """agent_id -> (completed, failed, success_ms) at one skill, for agents that have
+        finished work of it."""
+        return {row[0]: row[1:] for row in self.db.fetch_rows("skill_figures", kind=kind,
+                                                               skill=skill)}
+
+    def skill_frame(self) -> pd.DataFrame:
+        return self.db.fetch_frame("skill_metrics_frame")
 
     def agent_figures(self, agent_id: str) -> dict[str, Any]:
         """Completed, failed, summed success time, last update and live load of one agent."""

@@ -448,6 +448,35 @@ ON CONFLICT (agent_id) DO UPDATE SET
 -- name: metrics_delete
 DELETE FROM agent_metrics WHERE agent_id = $agent_id;
 
+-- name: skill_metrics_record
+-- Outcomes per agent x skill (task type or capability), as metrics_record does for agents:
+-- rows locked in (agent, kind, skill) order, after the agents' rows.
+INSERT INTO agent_skill_metrics
+SELECT agent_id, skill_kind, skill, least(sum(completed), $cap), least(sum(failed), $cap),
+       least(sum(success_ms), $cap), $now
+FROM (SELECT unnest($agent_ids::VARCHAR[]) AS agent_id, unnest($kinds::VARCHAR[]) AS skill_kind,
+             unnest($skills::VARCHAR[]) AS skill, unnest($completed::BIGINT[]) AS completed,
+             unnest($failed::BIGINT[]) AS failed, unnest($success_ms::BIGINT[]) AS success_ms)
+GROUP BY agent_id, skill_kind, skill
+ORDER BY agent_id, skill_kind, skill
+ON CONFLICT (agent_id, skill_kind, skill) DO UPDATE SET
+    completed = least(agent_skill_metrics.completed::HUGEINT + excluded.completed, $cap),
+    failed = least(agent_skill_metrics.failed::HUGEINT + excluded.failed, $cap),
+    success_ms = least(agent_skill_metrics.success_ms::HUGEINT + excluded.success_ms, $cap),
+    last_updated = excluded.last_updated;
+
+-- name: skill_metrics_delete
+DELETE FROM agent_skill_metrics WHERE agent_id = $agent_id;
+
+-- name: skill_figures
+-- Every agent's outcomes at one skill (the learning router's posterior counts).
+SELECT agent_id, completed, failed, success_ms FROM agent_skill_metrics
+WHERE skill_kind = $kind AND skill = $skill;
+
+-- name: skill_metrics_frame
+SELECT agent_id, skill_kind, skill, completed, failed, success_ms, last_updated
+FROM agent_skill_metrics ORDER BY agent_id, skill_kind, skill;
+
 -- name: agent_figures
 -- Every agent's recorded outcomes and live load (from the task table).
 WITH loads AS (
@@ -476,9 +505,11 @@ FROM loads LEFT JOIN agent_metrics m ON m.agent_id = $agent_id;
 
 -- name: decision_insert
 INSERT INTO routing_decisions (decided_at, task_id, requirements, candidates, scores,
-    components, selected_agent, weights, reason, source)
+    components, selected_agent, weights, reason, source, policy, propensity,
+    propensity_method, propensities)
 VALUES ($decided_at, $task_id, $requirements, $candidates, $scores, $components,
-    $selected_agent, $weights, $reason, $source);
+    $selected_agent, $weights, $reason, $source, $policy, $propensity, $propensity_method,
+    $propensities);
 
 -- name: decisions_insert
 INSERT INTO routing_decisions BY NAME SELECT * FROM incoming;
@@ -527,6 +558,9 @@ SELECT * FROM graph_relations ORDER BY source_id, target_id, relation_type;
 
 -- name: contents_agent_metrics
 SELECT * FROM agent_metrics ORDER BY agent_id;
+
+-- name: contents_agent_skill_metrics
+SELECT * FROM agent_skill_metrics ORDER BY agent_id, skill_kind, skill;
 
 -- name: contents_routing_decisions
 SELECT * FROM routing_decisions ORDER BY decision_id;

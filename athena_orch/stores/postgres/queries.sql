@@ -221,6 +221,23 @@ ON CONFLICT (agent_id) DO UPDATE SET
                              $cap::bigint),
     last_updated = excluded.last_updated;
 
+-- name: skill_metrics_record
+-- As in DuckDB, wide sums in numeric; rows locked in (agent, kind, skill) order.
+INSERT INTO agent_skill_metrics
+SELECT agent_id, skill_kind, skill, least(sum(completed), $cap::bigint),
+       least(sum(failed), $cap::bigint), least(sum(success_ms), $cap::bigint), $now::timestamptz
+FROM (SELECT unnest($agent_ids::text[]) AS agent_id, unnest($kinds::text[]) AS skill_kind,
+             unnest($skills::text[]) AS skill, unnest($completed::bigint[]) AS completed,
+             unnest($failed::bigint[]) AS failed, unnest($success_ms::bigint[]) AS success_ms) AS o
+GROUP BY agent_id, skill_kind, skill
+ORDER BY agent_id, skill_kind, skill
+ON CONFLICT (agent_id, skill_kind, skill) DO UPDATE SET
+    completed = least(agent_skill_metrics.completed::numeric + excluded.completed, $cap::bigint),
+    failed = least(agent_skill_metrics.failed::numeric + excluded.failed, $cap::bigint),
+    success_ms = least(agent_skill_metrics.success_ms::numeric + excluded.success_ms,
+                       $cap::bigint),
+    last_updated = excluded.last_updated;
+
 -- name: idempotency_keys_lock
 -- A transaction-long advisory lock per key, taken in one order (no deadlocks): a second
 -- writer of the same key waits, then its next statement sees the first one's task.

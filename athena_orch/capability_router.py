@@ -546,7 +546,11 @@ class CapabilityRouter:
 
     def _explain(self, snapshot: RoutingSnapshot, requirements: list[str], exclude: list[str],
                  weights: dict[str, float], task_type: str | None = None) -> pd.DataFrame:
-        scored = self._score(snapshot, requirements, exclude, weights, task_type)
+        return self._frame(self._score(snapshot, requirements, exclude, weights, task_type),
+                           snapshot, requirements)
+
+    def _frame(self, scored: dict[str, Any], snapshot: RoutingSnapshot,
+               requirements: list[str]) -> pd.DataFrame:
         columns = EXPLAIN_COLUMNS + (POSTERIOR_COLUMNS if "draw" in scored else [])
         frame = pd.DataFrame({c: scored[c] for c in columns
                               if c not in ("rank", "excluded_reason")})
@@ -581,6 +585,19 @@ class CapabilityRouter:
                exclude_agents: list[str] | None = None) -> RoutingDecision:
         """Route one task and log the decision."""
         return self._decide(task, exclude_agents, "decide")
+
+    def decide_explained(self, task: Task | dict[str, Any],
+                         exclude_agents: list[str] | None = None
+                         ) -> tuple[RoutingDecision, pd.DataFrame]:
+        """``decide`` and the ``explain`` frame of the same scoring (under "thompson", of
+        the same draw), the decision logged."""
+        task_id, requirements, _, task_type = _parse_task(task, None)
+        exclude = v.string_list("exclude_agents", exclude_agents)
+        snapshot = self.registry.routing_snapshot()
+        scored = self._score(snapshot, requirements, exclude, self.weights, task_type)
+        decision = self._decision(task_id, requirements, scored)
+        self._log(decision, scored, "decide")
+        return decision, self._frame(scored, snapshot, requirements)
 
     def route_task(self, task: Task | dict[str, Any],
                    exclude_agents: list[str] | None = None) -> str | None:
@@ -668,7 +685,8 @@ class CapabilityRouter:
     def route_batch(self, tasks: Iterable[Task | dict[str, Any]],
                     exclude_agents: list[str] | None = None) -> pd.DataFrame:
         """Route many tasks at once (higher priority first, else in order), each agent
-        taking no more than its free capacity. Columns: task_id, agent_id, score, reason.
+        taking no more than its free capacity. Columns: task_id, agent_id, score, reason,
+        propensity (the probability of the choice: 1.0 under "weighted").
 
         Each task goes to the best-scoring capable, active, not excluded agent that still
         has a free slot, counting the tasks routed before it in the batch; ties (scores
@@ -691,8 +709,9 @@ class CapabilityRouter:
             "task_id": [p[0] for p in parsed], "agent_id": pd.Series(agents, dtype=object),
             "score": scores,
             "reason": ["routed" if a is not None else "no capable agent with free capacity"
-                       for a in agents]})
-        self._log_batch(result, parsed, chosen, ids, propensity, method)
+                       for a in agents],
+            "propensity": propensity})
+        self._log_batch(result, parsed, chosen, ids, method)
         return result
 
     def _assign(self, snapshot: RoutingSnapshot, parsed: list[tuple], exclude: set[str]
@@ -817,7 +836,7 @@ class CapabilityRouter:
             propensities=json.dumps(propensities))
 
     def _log_batch(self, result: pd.DataFrame, parsed: list[tuple], chosen: list[int | None],
-                   ids: list[str], propensity: np.ndarray, method: str) -> None:
+                   ids: list[str], method: str) -> None:
         now = datetime.now(UTC)
         weights = json.dumps(self.weights)
         quoted: dict[int, str] = {}  # row -> json of its agent id
@@ -842,6 +861,6 @@ class CapabilityRouter:
             "candidates": candidates, "scores": scores,
             "components": "{}", "selected_agent": result["agent_id"], "weights": weights,
             "reason": result["reason"], "source": "route_batch", "policy": self.policy,
-            "propensity": propensity,
-            "propensity_method": np.where(np.isnan(propensity), None, method),
+            "propensity": result["propensity"],
+            "propensity_method": np.where(result["propensity"].isna(), None, method),
             "propensities": "{}"}))

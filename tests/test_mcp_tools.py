@@ -407,6 +407,30 @@ def test_route_task_returns_decision_and_explanation(orch):
     run_tools(orch, body)
 
 
+def test_route_tools_report_the_policy_and_the_propensity(orch):
+    orch.router.policy = "thompson"
+    orch.router.seed = 1
+
+    async def body(t: Tools) -> None:
+        for agent in ("a", "b"):
+            await t.ok("orchestration_register_agent", agent_id=agent, capabilities=["python"])
+        task = await t.ok("orchestration_create_task", content="x", task_type="coding",
+                          requirements=["python"])
+        routed = await t.ok("orchestration_route_task", task_id=task["task_id"])
+        decision, rows = routed["decision"], routed["explanation"]
+        assert decision["policy"] == "thompson" and 0 < decision["propensity"] <= 1
+        # the explanation is of the same draw as the decision
+        assert rows[0]["agent_id"] == decision["selected_agent"]
+        assert rows[0]["draw"] == rows[0]["track_record"] and "posterior_mean" in rows[0]
+        log = (await t.ok("orchestration_get_routing_decisions"))["decisions"]
+        assert log[-1]["propensity"] == decision["propensity"]
+        batch = await t.ok("orchestration_route_batch", task_ids=[task["task_id"]])
+        assert batch["policy"] == "thompson"
+        assert 0 < batch["routes"][0]["propensity"] <= 1
+
+    run_tools(orch, body)
+
+
 def test_create_task_again_with_its_idempotency_key_reports_it_was_not_created(orch):
     async def body(t: Tools) -> None:
         keyed = {"content": "one report", "task_type": "docs", "idempotency_key": "report-1"}

@@ -1088,11 +1088,13 @@ class OrchestrationHandlers:
             orchestration_assign_task with the chosen agent, or let agents claim). The decision
             is written to the routing log.
 
-            Returns {decision: {selected_agent, candidates, scores, reason, ...},
-            explanation: one row per agent, best first, with capable, active, load, capacity,
-            at_capacity, each score component, score, rank and excluded_reason (the first
-            `limit` rows), explanation_total: rows in all}. The decision's lists are cut to
-            100 entries (`truncated` names what was cut).
+            Returns {decision: {selected_agent, candidates, scores, reason, policy,
+            propensity (the probability with which the router's policy picked that agent),
+            ...}, explanation: one row per agent, best first, with capable, active, load,
+            capacity, at_capacity, each score component, score, rank and excluded_reason (and
+            under the "thompson" policy the posterior and the draw scored) (the first `limit`
+            rows), explanation_total: rows in all}. The decision's lists are cut to 100
+            entries (`truncated` names what was cut).
             """
             if (task_id is None) == (requirements is None):
                 raise ValidationError(
@@ -1101,8 +1103,7 @@ class OrchestrationHandlers:
             task: Task | dict[str, Any] = (
                 self._task(task_id) if task_id is not None else {"requirements": requirements}
             )
-            decision = router.decide(task, exclude_agents)
-            explanation = router.explain(task, exclude_agents)
+            decision, explanation = router.decide_explained(task, exclude_agents)
             rows, _ = fit(
                 [listed(r) for r in records(explanation.head(limit))], PAGE_BYTES // 2, ""
             )
@@ -1127,14 +1128,14 @@ class OrchestrationHandlers:
             taking no more than its free capacity. Does not assign them. The decisions are
             logged.
 
-            Returns {routes: [{task_id, agent_id (null when none is free), score, reason}],
-            count}.
+            Returns {routes: [{task_id, agent_id (null when none is free), score, reason,
+            propensity (the probability of the choice)}], count, policy (the router's)}.
             """
             if isinstance(task_ids, list) and not task_ids:
-                return {"routes": [], "count": 0}
+                return {"routes": [], "count": 0, "policy": router.policy}
             tasks = [self._task(task_id) for task_id in dict.fromkeys(task_ids)]
             routes = records(router.route_batch(tasks, exclude_agents))
-            return {"routes": routes, "count": len(routes)}
+            return {"routes": routes, "count": len(routes), "policy": router.policy}
 
         def orchestration_get_routing_decisions(
             task_id: Annotated[

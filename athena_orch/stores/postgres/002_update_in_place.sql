@@ -1,0 +1,8 @@
+-- Schema version 2 for PostgreSQL: nothing to do, on purpose.
+-- DuckDB's 002 (migrations/002_update_in_place.sql) drops the indexes on task_status,
+-- assigned_to and task_type, because DuckDB rewrites every index entry of a row whose
+-- indexed column an UPDATE sets. PostgreSQL updates such rows cheaply and its planner
+-- uses these indexes, so its schema keeps them. The file exists so that both dialects
+-- carry the same migration versions (tests/test_schema_agreement.py); a database
+-- migrated before it existed (versions 1, 3, 4, 5) records version 2 on its next
+-- read-write open, and nothing else changes.

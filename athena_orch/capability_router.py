@@ -808,15 +808,25 @@ class CapabilityRouter:
         return chosen, scores, propensity
 
     # ------------------------------------------------------------------ the log
-    def decisions(self) -> pd.DataFrame:
-        """Every logged decision, oldest first; list and dict columns parsed from JSON."""
-        frame = self.meta.decisions_frame()
+    def decisions(self, task_id: str | None = None, limit: int | None = None,
+                  offset: int = 0) -> pd.DataFrame:
+        """The logged decisions, oldest first (only those about ``task_id`` when given);
+        ``offset`` and ``limit`` take a page of them, read as such from the database. List
+        and dict columns parsed from JSON."""
+        frame = self.meta.decisions_frame(
+            None if task_id is None else v.string("task_id", task_id),
+            v.non_negative_int("limit", limit, allow_none=True),
+            v.non_negative_int("offset", offset))
         for column in ("requirements", "candidates", "scores", "weights", "components"):
             frame[column] = [json.loads(x) for x in frame[column]]
         frame["propensities"] = [{} if x is None else json.loads(x)
                                  for x in frame["propensities"]]  # None: logged before v5
         frame["propensity"] = frame["propensity"].astype(float)
         return frame
+
+    def decision_count(self, task_id: str | None = None) -> int:
+        """How many decisions the log holds (about ``task_id`` when given)."""
+        return self.meta.decision_count(None if task_id is None else v.string("task_id", task_id))
 
     def _log(self, decision: RoutingDecision, scored: dict[str, Any], source: str) -> None:
         top = scored["order"][: self.log_top_k]

@@ -74,8 +74,14 @@ class MetaStore:
     def record_decisions(self, decisions: pd.DataFrame) -> None:
         self.db.insert_frame("decisions_insert", decisions)
 
-    def decisions_frame(self) -> pd.DataFrame:
-        return self.db.fetch_frame("decisions_frame")
+    def decisions_frame(self, task_id: str | None = None, limit: int | None = None,
+                        offset: int = 0) -> pd.DataFrame:
+        """The log oldest first (of one task), paged in SQL so a page costs no whole log."""
+        return self.db.fetch_frame("decisions_frame", task_id=task_id, limit=limit,
+                                   offset=offset)
+
+    def decision_count(self, task_id: str | None = None) -> int:
+        return self.db.fetch_value("decisions_count", task_id=task_id)
 
 
 MetaMemoryStore = MetaStore  # Athena's name for the same store

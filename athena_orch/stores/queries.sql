@@ -515,7 +515,17 @@ VALUES ($decided_at, $task_id, $requirements, $candidates, $scores, $components,
 INSERT INTO routing_decisions BY NAME SELECT * FROM incoming;
 
 -- name: decisions_frame
-SELECT * FROM routing_decisions ORDER BY decision_id;
+-- The log oldest first, of one task or of all ($task_id NULL), a page at a time
+-- ($limit NULL: to the end). The casts tell PostgreSQL the types of NULLs.
+SELECT * FROM routing_decisions
+WHERE $task_id::VARCHAR IS NULL OR task_id = $task_id::VARCHAR
+ORDER BY decision_id
+LIMIT $limit::BIGINT OFFSET $offset::BIGINT;
+
+-- name: decisions_count
+-- How many decisions the log holds, of one task or of all ($task_id NULL).
+SELECT count(*) FROM routing_decisions
+WHERE $task_id::VARCHAR IS NULL OR task_id = $task_id::VARCHAR;
 
 -- ---------------------------------------------------------------- event subscriptions
 

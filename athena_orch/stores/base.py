@@ -51,7 +51,7 @@ class SQLDatabase(ABC):
     """
 
     dialect: str = ""
-    _begin = "BEGIN"  # how a transaction starts
+    _begin = "begin"  # the named query that starts a transaction
     #: How often :meth:`atomic` runs a transaction that keeps losing conflicts, and the
     #: back-off between runs: jittered, from ``retry_delay`` doubling up to ``retry_delay_max``.
     retry_attempts: int = 8
@@ -147,6 +147,11 @@ class SQLDatabase(ABC):
         with self._statement():
             return self._run(query.text, query.bind(params), label=name)
 
+    def _run_named(self, name: str) -> Any:
+        """Run a named query without parameters on this thread's session, not under
+        ``_statement`` (which may open a transaction): transaction control."""
+        return self._run(self._queries[name].text, {}, label=name)
+
     def fetch_rows(self, name: str, /, **params: Any) -> list[tuple]:
         with self._statement():
             return self.execute(name, **params).fetchall()
@@ -178,7 +183,7 @@ class SQLDatabase(ABC):
                 finally:
                     session.depth -= 1
                 return
-            self._run(self._begin, {}, label="begin")
+            self._run_named(self._begin)
             session.depth = 1
             try:
                 yield self
@@ -186,13 +191,13 @@ class SQLDatabase(ABC):
                 session.depth = 0
                 session.after_commit = []
                 try:
-                    self._run("ROLLBACK", {}, label="rollback")
+                    self._run_named("rollback")
                 except StorageError as failed:
                     exc.add_note(f"and the rollback failed: {failed}")
                 raise
             session.depth = 0
             callbacks, session.after_commit = session.after_commit, []
-            self._run("COMMIT", {}, label="commit")
+            self._run_named("commit")
             for callback in callbacks:
                 callback()
 

@@ -83,7 +83,7 @@ class Database(SQLDatabase):
                     cursor = shared.conn.cursor()
                 shared.users += 1
                 self._handle = _Handle(cursor, read_only=True, parent=shared)
-                self._begin = "BEGIN TRANSACTION READ ONLY"
+                self._begin = "begin_read_only"
             else:
                 raise StorageError(
                     f"{self.path} is already open read-only in this process, and DuckDB opens "

@@ -178,9 +178,9 @@ class PostgresDatabase(SQLDatabase):
 
     def _configure(self, conn: Any) -> None:
         """Set up each new pooled connection: read-only when asked, then session_setup."""
-        if self.read_only:
-            self._execute(conn, "SET default_transaction_read_only = on", {}, "read_only")
-        self._execute(conn, self._queries["session_setup"].text, {}, "session_setup")
+        names = ["session_read_only", "session_setup"] if self.read_only else ["session_setup"]
+        for name in names:
+            self._execute(conn, self._queries[name].text, {}, name)
 
     def _check(self, conn: Any) -> None:
         """The pool's test of a connection before handing it out. One that broke usually

@@ -577,3 +577,25 @@ SELECT * FROM routing_decisions ORDER BY decision_id;
 
 -- name: contents_store_versions
 SELECT * FROM store_versions ORDER BY name;
+
+-- ---------------------------------------------------------------- transactions and sessions
+-- Run by SQLDatabase.transaction and the backends' connection set-up, with these names as
+-- their labels (the tracer sees them; PostgreSQL's error translation reads the label).
+
+-- name: begin
+BEGIN
+
+-- name: begin_read_only
+-- A DuckDB reader beside this process's writer: its connection could write otherwise.
+BEGIN TRANSACTION READ ONLY
+
+-- name: commit
+COMMIT
+
+-- name: rollback
+ROLLBACK
+
+-- name: session_read_only
+-- PostgreSQL's (postgres/queries.sql): DuckDB opens a read-only file read-only, and never
+-- runs it.
+SELECT NULL

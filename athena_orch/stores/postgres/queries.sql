@@ -243,3 +243,9 @@ ON CONFLICT (agent_id, skill_kind, skill) DO UPDATE SET
 -- writer of the same key waits, then its next statement sees the first one's task.
 SELECT count(pg_advisory_xact_lock(h)) FROM (
     SELECT DISTINCT hashtextextended(k, 0) AS h FROM unnest($keys::text[]) AS k ORDER BY h) AS keys;
+
+-- ---------------------------------------------------------------- transactions and sessions
+
+-- name: session_read_only
+-- Each pooled connection of a read-only PostgresDatabase: its transactions cannot write.
+SET default_transaction_read_only = on;

@@ -11,7 +11,7 @@ import json
 from datetime import datetime
 from typing import Any
 
-from .database import Database
+from .base import SQLDatabase
 
 HAS_CAPABILITY = "has_capability"
 
@@ -26,9 +26,10 @@ def entity_name(key: str) -> str:
 
 
 class GraphStore:
-    """Entities and relations persisted in DuckDB; graphs in memory are built from these."""
+    """Entities and relations persisted in the database (either backend); graphs in
+    memory are built from these."""
 
-    def __init__(self, db: Database):
+    def __init__(self, db: SQLDatabase):
         self.db = db
 
     def upsert_entity(self, kind: str, name: str, properties: dict[str, Any],

@@ -425,3 +425,40 @@ def plot_queue_over_time(
     ax.set_title("Tasks per state over time (each state scaled to its own peak)")
     ax.grid(axis="x", alpha=0.3)
     return ax
+
+
+# ---------------------------------------------------------------------- learning
+def plot_skill_heatmap(matrix: pd.DataFrame, ax: Axes | None = None,
+                       title: str = "Success per agent x task type") -> Axes:
+    """A matrix of success rates in [0, 1] (agents down, task types across; NaN blank),
+    each cell written in: what the learning router believes (posterior means, e.g.
+    ``skill_frame`` pivoted) beside the hidden truth of a ``SkillWorkload``."""
+    ax = _axes(ax, (min(WIDTH, 1.2 * len(matrix.columns) + 2.5), 0.45 * len(matrix) + 1.5))
+    values = matrix.to_numpy(dtype=float)
+    image = ax.imshow(values, vmin=0.0, vmax=1.0, cmap="viridis", aspect="auto")
+    for (r, c), value in np.ndenumerate(values):
+        if value == value:
+            ax.text(c, r, f"{value:.2f}", ha="center", va="center", fontsize=FONT_SIZE,
+                    color="white" if value < 0.6 else "black")
+    ax.set_xticks(range(len(matrix.columns)), [str(c) for c in matrix.columns],
+                  fontsize=FONT_SIZE)
+    ax.set_yticks(range(len(matrix)), [str(i) for i in matrix.index], fontsize=FONT_SIZE)
+    ax.set_title(title, fontsize=FONT_SIZE + 1)
+    ax.figure.colorbar(image, ax=ax, shrink=0.8).ax.tick_params(labelsize=FONT_SIZE)
+    return ax
+
+
+def plot_regret(curves: Mapping[str, Any], ax: Axes | None = None,
+                title: str = "Cumulative regret") -> Axes:
+    """Cumulative regret per task for each named run (``learning.learning_curve(...)
+    ["regret"]`` or any sequence): the flatter, the sooner a policy stopped losing."""
+    ax = _axes(ax, (7.0, 4.0))
+    for name, curve in curves.items():
+        values = np.asarray(curve, dtype=float)
+        ax.plot(np.arange(1, len(values) + 1), values, label=str(name), linewidth=1.8)
+    ax.set_xlabel("tasks routed", fontsize=FONT_SIZE)
+    ax.set_ylabel("expected successes lost", fontsize=FONT_SIZE)
+    ax.set_title(title, fontsize=FONT_SIZE + 1)
+    ax.legend(fontsize=FONT_SIZE)
+    ax.grid(alpha=0.3)
+    return ax

@@ -30,7 +30,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pandas as pd
+
+from .exceptions import ValidationError
 
 AGENT_COLUMNS = [
     "agent_id",
@@ -629,6 +632,147 @@ def synthetic_workload(
         )
     name = f"synthetic-t{n_tasks}-a{n_agents}-s{seed}"
     return Workload(name, agents, pd.DataFrame(rows, columns=TASK_COLUMNS))
+
+
+# ---------------------------------------------------------------------- hidden skill
+SKILL_TYPES = ("research", "coding", "analysis", "writing")
+
+
+@dataclass(repr=False)
+class SkillWorkload(Workload):
+    """A workload whose agents' success depends on the kind of work, with the truth known.
+
+    ``success``: agent x task type (index agent_id, one column per task type), the
+    probability that an attempt by that agent at that type succeeds. ``speed``: the same
+    shape, the factor on a task's estimated duration. Every agent has every capability,
+    so the router's filter and fit cannot tell them apart: only what each does at each
+    type can (see :mod:`athena_orch.learning`, which runs them).
+    """
+
+    success: pd.DataFrame = None  # type: ignore[assignment]
+    speed: pd.DataFrame = None  # type: ignore[assignment]
+
+    def oracle(self, task_type: str, free: dict[str, int]) -> str | None:
+        """The agent that knows the truth would pick: the highest success at
+        ``task_type`` among agents with a free slot (``free``: agent_id -> free slots),
+        ties to the faster, then the first id. None when nobody is free."""
+        column = self.success[task_type]
+        speed = self.speed[task_type]
+        open_ = [a for a in self.success.index if free.get(a, 0) > 0]
+        if not open_:
+            return None
+        return min(open_, key=lambda a: (-column[a], speed[a], a))
+
+    def best_success(self) -> pd.Series:
+        """Per task type, the best agent's success: what an unconstrained oracle expects."""
+        return self.success.max(axis=0)
+
+
+def specialist_matrix(agent_ids: Sequence[str], task_types: Sequence[str], *,
+                      high: float = 0.9, low: float = 0.3) -> pd.DataFrame:
+    """Specialists: agent i is good (``high``) at type i mod k and, when the team has more
+    agents than types, each extra agent is good at two neighbouring types; ``low``
+    elsewhere. Every type has a good agent; no agent is good at most of them."""
+    k = len(task_types)
+    matrix = pd.DataFrame(low, index=pd.Index(list(agent_ids), name="agent_id"),
+                          columns=list(task_types), dtype=float)
+    for i, agent in enumerate(agent_ids):
+        first = i % k if i < k else (2 * (i - k)) % k
+        matrix.loc[agent, task_types[first]] = high
+        if i >= k:
+            matrix.loc[agent, task_types[(first + 1) % k]] = high
+    return matrix
+
+
+def _skill_matrix(name: str, value: Any, agent_ids: list[str], task_types: list[str],
+                  low: float, high: float | None) -> pd.DataFrame:
+    """A per agent x task type matrix checked: a DataFrame with exactly those rows and
+    columns, or a sequence of per-agent numbers (one row per agent, the same at every
+    type), with finite values in [low, high]."""
+    if isinstance(value, pd.DataFrame):
+        rows, cols = [str(a) for a in value.index], [str(c) for c in value.columns]
+        if sorted(rows) != sorted(agent_ids) or sorted(cols) != sorted(task_types):
+            raise ValidationError(
+                f"{name} must have one row per agent {agent_ids} and one column per task "
+                f"type {task_types}; got rows {rows} and columns {cols}")
+        frame = value.copy()
+        frame.index, frame.columns = rows, cols
+        frame = frame.loc[agent_ids, task_types]
+    else:
+        try:
+            values = [value[i] for i in range(len(agent_ids))] if not isinstance(
+                value, (str, bytes)) and len(value) == len(agent_ids) else None
+        except (TypeError, KeyError, IndexError):
+            values = None
+        if values is None:
+            raise ValidationError(
+                f"{name} must be a DataFrame (agent x task type) or one number per agent "
+                f"({len(agent_ids)}), not {value!r:.80}")
+        frame = pd.DataFrame({t: values for t in task_types}, index=agent_ids)
+    try:
+        numbers = frame.to_numpy(dtype=float)
+    except (TypeError, ValueError):
+        raise ValidationError(f"{name} values must be numbers") from None
+    bad = ~np.isfinite(numbers) | (numbers < low) | (
+        numbers > high if high is not None else False)
+    if bad.any():
+        r, c = np.argwhere(bad)[0]
+        where = "[0, 1]" if high == 1.0 else f"above {low}"
+        raise ValidationError(
+            f"{name} values must be finite and in {where}; {name}[{agent_ids[r]!r}, "
+            f"{task_types[c]!r}] is {float(numbers[r, c])!r}")
+    out = pd.DataFrame(numbers, index=pd.Index(agent_ids, name="agent_id"),
+                       columns=list(task_types))
+    return out
+
+
+def skill_workload(n_agents: int = 6, task_types: Sequence[str] = SKILL_TYPES,
+                   n_tasks: int = 2000, seed: int = SAMPLE_SEED, *,
+                   success: pd.DataFrame | None = None,
+                   speed: pd.DataFrame | Sequence[float] | None = None,
+                   capacity: int = 3) -> SkillWorkload:
+    """``n_agents`` agents (``capacity`` slots each, every one able to do every type) and
+    ``n_tasks`` independent tasks of random ``task_types`` (each requiring the capability
+    named like its type), with a hidden per agent x type ``success`` matrix (default
+    :func:`specialist_matrix`) and ``speed`` (default 1 everywhere; a sequence gives one
+    factor per agent). Deterministic for a seed."""
+    if isinstance(n_agents, bool) or not isinstance(n_agents, int) or n_agents < 1:
+        raise ValidationError(f"n_agents must be a positive integer, not {n_agents!r}")
+    if isinstance(n_tasks, bool) or not isinstance(n_tasks, int) or n_tasks < 0:
+        raise ValidationError(f"n_tasks must be a non-negative integer, not {n_tasks!r}")
+    if isinstance(capacity, bool) or not isinstance(capacity, int) or capacity < 1:
+        raise ValidationError(f"capacity must be a positive integer, not {capacity!r}")
+    if isinstance(task_types, str) or not all(
+            isinstance(t, str) and t.strip() for t in task_types) or not len(task_types) \
+            or len(set(task_types)) != len(task_types):
+        raise ValidationError(f"task_types must be distinct non-empty names, not "
+                              f"{task_types!r}")
+    task_types = list(task_types)
+    width = len(str(n_agents))
+    ids = [f"agent-{i + 1:0{width}d}" for i in range(n_agents)]
+    success = specialist_matrix(ids, task_types) if success is None else success
+    success = _skill_matrix("success", success, ids, task_types, 0.0, 1.0)
+    speed = _skill_matrix("speed", [1.0] * n_agents if speed is None else speed, ids,
+                          task_types, 1e-9, None)
+    agents = pd.DataFrame({
+        "agent_id": ids, "capabilities": [sorted(task_types)] * n_agents,
+        "max_concurrent_tasks": capacity,
+        "speed_factor": speed.mean(axis=1).round(3).to_numpy(),
+        "failure_rate": (1 - success.mean(axis=1)).round(3).to_numpy(),
+        "mode": "push"}, columns=AGENT_COLUMNS)
+    rng = np.random.default_rng(seed)
+    kinds = rng.integers(0, len(task_types), size=n_tasks)
+    minutes = np.clip(np.round(rng.lognormal(math.log(30), 0.4, size=n_tasks)), 5, 120)
+    width = len(str(n_tasks))
+    tasks = pd.DataFrame({
+        "key": [f"s{i + 1:0{width}d}" for i in range(n_tasks)],
+        "content": [f"{task_types[k].capitalize()} task {i + 1}" for i, k in enumerate(kinds)],
+        "task_type": [task_types[k] for k in kinds], "priority": "medium",
+        "requirements": [[task_types[k]] for k in kinds],
+        "dependencies": [[] for _ in range(n_tasks)],
+        "estimated_duration_ms": (minutes * MINUTE_MS).astype(int)}, columns=TASK_COLUMNS)
+    name = f"skill-t{n_tasks}-a{n_agents}-s{seed}"
+    return SkillWorkload(name, agents, tasks, success=success, speed=speed)
 
 
 # ---------------------------------------------------------------------- command line

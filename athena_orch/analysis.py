@@ -52,6 +52,7 @@ from .evaluation import (
     logged_policy,
     uniform_policy,
 )
+from .exceptions import ValidationError, shown
 
 __all__ = [  # this module's own names and the off-policy evaluation it re-exports
     "CANDIDATE_COLUMNS",
@@ -97,10 +98,20 @@ REPLAY_COLUMNS = [
 SHIFT_COLUMNS = ["agent_id", "before", "after", "difference"]
 
 
-def _require(frame: pd.DataFrame, columns: Iterable[str], what: str) -> None:
+def _require(frame: pd.DataFrame, columns: Iterable[str], what: str,
+             source: str = "router.decisions()") -> None:
+    if not isinstance(frame, pd.DataFrame):
+        raise ValidationError(f"{what} must be a DataFrame, not {type(frame).__name__}; "
+                              f"pass {source}")
     missing = [c for c in columns if c not in frame.columns]
     if missing:
-        raise ValueError(f"{what} lacks the columns {missing}; pass router.decisions()")
+        raise ValidationError(f"{what} lacks the columns {missing}; pass {source}")
+
+
+def _weights(weights: Any) -> dict[str, float]:
+    """The router's check of ``weights``, for any mapping (a non-mapping is refused
+    there, by name)."""
+    return check_weights(dict(weights) if isinstance(weights, Mapping) else weights)
 
 
 def decision_summary(decisions: pd.DataFrame) -> pd.DataFrame:
@@ -173,7 +184,8 @@ def candidate_components(decisions: pd.DataFrame) -> pd.DataFrame:
 def score(components: pd.DataFrame, weights: Mapping[str, float]) -> pd.Series:
     """The router's weighted total (its own ``weighted_score``) for rows holding the four
     components."""
-    checked = check_weights(dict(weights))
+    _require(components, COMPONENTS, "components", "candidate_components(decisions)")
+    checked = _weights(weights)
     parts = {c: components[c].to_numpy(dtype=float) for c in COMPONENTS}
     return pd.Series(weighted_score(parts, checked), index=components.index, dtype=float)
 
@@ -199,7 +211,7 @@ def replay_decisions(decisions: pd.DataFrame, weights: Mapping[str, float]) -> p
         ["decision_id", "task_id", "components", "scores", "selected_agent", "source"],
         "decisions",
     )
-    checked = check_weights(dict(weights))
+    checked = _weights(weights)
     candidates = candidate_components(decisions)
     candidates["replayed_score"] = score(candidates, checked)
     best = _best(candidates, "replayed_score")
@@ -265,7 +277,12 @@ def sweep_weight(
     that would go elsewhere), changed_share (of the replayable ones), top_agent and
     top_agent_share (the agent winning most decisions, and its share)."""
     if component not in COMPONENTS:
-        raise ValueError(f"component must be one of {', '.join(COMPONENTS)}, not {component!r}")
+        raise ValidationError(
+            f"component must be one of {', '.join(COMPONENTS)}, not {shown(component)}")
+    if not isinstance(values, Iterable):
+        raise ValidationError(f"values must be an iterable of weights, not {shown(values)}")
+    if base is not None and not isinstance(base, Mapping):
+        raise ValidationError(f"base must be a mapping of weights, not {type(base).__name__}")
     rows: list[dict[str, Any]] = []
     for value in values:
         replay = replay_decisions(decisions, {**(base or {}), component: value})

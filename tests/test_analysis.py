@@ -8,7 +8,7 @@ import pytest
 import athena_orch
 from athena_orch import analysis
 from athena_orch.capability_router import DEFAULT_WEIGHTS
-from athena_orch.exceptions import ValidationError
+from athena_orch.exceptions import OrchestrationError, ValidationError
 
 
 @pytest.fixture
@@ -131,7 +131,7 @@ def test_weights_are_checked(orch):
         analysis.replay_decisions(log, {c: 0 for c in DEFAULT_WEIGHTS})
     with pytest.raises(ValidationError):
         analysis.replay_decisions(log, {"luck": 1.0})
-    with pytest.raises(ValueError, match="router.decisions"):
+    with pytest.raises(ValidationError, match="router.decisions"):
         analysis.replay_decisions(pd.DataFrame({"x": [1]}), {})
 
 
@@ -172,5 +172,30 @@ def test_sweep_weight(orch):
     ]
     assert sweep["changed"].tolist()[0] == 0
     assert sweep["top_agent"].tolist()[-1] == "fresh"
-    with pytest.raises(ValueError):
+    with pytest.raises(ValidationError, match="luck"):
         analysis.sweep_weight(log, "luck", [1.0])
+
+
+@pytest.mark.parametrize("call", [
+    lambda log: analysis.decision_summary(pd.DataFrame({"x": [1]})),
+    lambda log: analysis.candidate_components([{"decision_id": 1}]),
+    lambda log: analysis.replay_decisions(log, 5),
+    lambda log: analysis.replay_decisions(log, {"speed": "fast"}),
+    lambda log: analysis.score(log, {}),
+    lambda log: analysis.load_shift(None),
+    lambda log: analysis.sweep_weight(log, ["speed"], [1.0]),
+    lambda log: analysis.sweep_weight(log, "speed", 1.0),
+    lambda log: analysis.sweep_weight(log, "speed", [1.0], base=[("speed", 1.0)]),
+], ids=["summary-columns", "components-not-a-frame", "weights-not-a-mapping",
+        "weight-not-a-number", "score-without-components", "shift-of-none",
+        "component-a-list", "values-not-iterable", "base-not-a-mapping"])
+def test_bad_input_is_a_validation_error_and_leaves_the_log_intact(orch, call):
+    """Every refusal is athena-orch's own error (still a ValueError, as before), naming
+    what was wrong; the frame passed in is not modified."""
+    log = decide_some(orch, n=2)
+    before = log.copy()
+    with pytest.raises(ValidationError) as caught:
+        call(log)
+    assert isinstance(caught.value, OrchestrationError) and isinstance(caught.value, ValueError)
+    assert str(caught.value)
+    pd.testing.assert_frame_equal(log, before)

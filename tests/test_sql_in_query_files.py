@@ -9,7 +9,12 @@ import ast
 import re
 from pathlib import Path
 
+import pytest
+
 import athena_orch
+from athena_orch.exceptions import StorageError, ValidationError
+from athena_orch.stores import open_database
+from athena_orch.stores.sql import queries
 
 PACKAGE = Path(athena_orch.__file__).parent
 
@@ -73,3 +78,42 @@ def test_the_scan_finds_statements_and_leaves_prose():
              'UPDATE = "update"', 'label = "commit"', 'x = "cannot listen on port"']
     for line in prose:
         assert not sql_literals(line), line
+
+
+def test_transaction_control_and_read_only_sessions_run_as_named_queries(database_url, tmp_path):
+    """BEGIN, COMMIT, ROLLBACK and the read-only set-up are queries of the files: the
+    tracer sees their text, on both backends (a DuckDB reader beside this process's
+    writer begins read-only transactions; a PostgreSQL reader sets its sessions
+    read-only)."""
+    target = database_url() or str(tmp_path / "f.duckdb")
+    writer = open_database(target)
+    seen: list[str] = []
+    reader = open_database(target, read_only=True, tracer=lambda sql, _: seen.append(sql))
+    try:
+        with reader.transaction():
+            reader.fetch_rows("task_status_counts")
+        with pytest.raises(StorageError), reader.transaction():
+            reader.execute("store_version_bump", name="agents")  # a reader cannot write
+        named = queries(reader.dialect)
+        expected = {"duckdb": ["begin_read_only", "commit", "rollback"],
+                    "postgresql": ["session_read_only", "begin", "commit", "rollback"]}
+        for name in expected[reader.dialect]:
+            assert named[name].text in seen, name
+        assert writer.version("agents") == 0  # the refused write changed nothing
+    finally:
+        reader.close()
+        writer.close()
+
+
+def test_a_query_is_run_by_its_name_with_its_parameters():
+    db = open_database()
+    try:
+        with pytest.raises(ValidationError, match="no_such_query"):
+            db.execute("no_such_query")
+        with pytest.raises(ValidationError, match="needs parameters.*name"):
+            db.execute("store_version")
+        assert db.version("agents") == 0
+    finally:
+        db.close()
+    with pytest.raises(ValidationError, match="oracle"):
+        queries("oracle")

@@ -21,8 +21,14 @@ from typing import Any
 
 import pandas as pd
 
-from ..exceptions import SchemaVersionError, StorageError, TransactionConflictError
-from .sql import Query, migrations, queries
+from ..exceptions import (
+    SchemaVersionError,
+    StorageError,
+    TransactionConflictError,
+    ValidationError,
+    shown,
+)
+from .sql import migrations, queries
 from .wakeups import Wakeups, wakeups_for
 
 Tracer = Callable[[str, dict], None]
@@ -143,7 +149,9 @@ class SQLDatabase(ABC):
     # ------------------------------------------------------------------ running SQL
     def execute(self, name: str, /, **params: Any) -> Any:
         """Run the named query of ``queries.sql`` with these parameters."""
-        query: Query = self._queries[name]
+        query = self._queries.get(name)
+        if query is None:
+            raise ValidationError(f"there is no query named {shown(name)} in queries.sql")
         with self._statement():
             return self._run(query.text, query.bind(params), label=name)
 

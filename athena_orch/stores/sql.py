@@ -14,6 +14,8 @@ from dataclasses import dataclass
 from functools import cache
 from importlib import resources
 
+from ..exceptions import StorageError, ValidationError, shown
+
 _PARAM = re.compile(r"\$([a-z_][a-z0-9_]*)")
 _HEADER = re.compile(r"^-- name: (\w+)\s*$", re.MULTILINE)
 DIALECTS = ("duckdb", "postgresql")
@@ -29,7 +31,7 @@ class Query:
         values = values or {}
         missing = [p for p in self.params if p not in values]
         if missing:
-            raise KeyError(f"query {self.name!r} needs parameters {missing}")
+            raise ValidationError(f"query {self.name!r} needs parameters {missing}")
         return {p: values[p] for p in self.params}
 
 
@@ -51,14 +53,15 @@ def _psycopg_style(text: str) -> str:
 def queries(dialect: str = "duckdb") -> dict[str, Query]:
     """All named queries of ``queries.sql`` for this dialect."""
     if dialect not in DIALECTS:
-        raise ValueError(f"unknown SQL dialect {dialect!r}")
+        raise ValidationError(f"unknown SQL dialect {shown(dialect)}: one of {DIALECTS}")
     base = resources.files(__package__)
     texts = _read_queries(base)
     if dialect == "postgresql":
         overrides = _read_queries(base.joinpath("postgres"))
         unknown = sorted(set(overrides) - set(texts))
         if unknown:
-            raise ValueError(f"postgres/queries.sql overrides unknown queries {unknown}")
+            raise StorageError(f"postgres/queries.sql overrides unknown queries {unknown}: "
+                               "every query it overrides must be in queries.sql")
         texts |= overrides
     out: dict[str, Query] = {}
     for name, body in texts.items():

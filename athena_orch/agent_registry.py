@@ -13,7 +13,7 @@ the graph's counter; figures and live load are read fresh on every call (one sta
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from datetime import UTC, datetime
 from typing import Any
 
@@ -25,8 +25,8 @@ from . import validation as v
 from .exceptions import AgentNotFoundError, ValidationError, shown
 from .models import Agent, AgentStatistics
 from .stores import GraphStore, MetaStore
-from .stores.meta import SKILL_KINDS
 from .stores.graph import HAS_CAPABILITY, entity_id, entity_name
+from .stores.meta import SKILL_KINDS
 
 AGENT, CAPABILITY = "agent", "capability"
 DEFAULT_CAPACITY = 5
@@ -153,6 +153,8 @@ class RoutingSnapshot:
         ``MetaStore.all_agent_figures`` returns it; agents missing have zeros."""
         n = len(table)
         self.table = table
+        #: task type -> agent_id -> (completed, failed) at that type, where it was read
+        self.skills: dict[str, dict[str, tuple[int, int]]] = {}
         self.load = np.zeros(n, dtype=np.int64)
         self.completed = np.zeros(n, dtype=np.int64)
         self.failed = np.zeros(n, dtype=np.int64)
@@ -204,7 +206,11 @@ class RoutingSnapshot:
 class AgentRegistry:
     """Who can do what, how busy they are, and how well they have done."""
 
-    def __init__(self, graph_store: GraphStore, meta_store: MetaStore):
+    def __init__(self, graph_store: GraphStore, meta_store: MetaStore, *,
+                 clock: Callable[[], datetime] | None = None):
+        """``clock``: what changes are time-stamped with (the manager passes its one clock,
+        the queue's); the wall clock by default."""
+        self.clock = clock or _utcnow
         self.graph_store = graph_store
         self.meta = meta_store
         self.db = graph_store.db
@@ -260,7 +266,7 @@ class AgentRegistry:
         reserved = sorted({"kind", "name"} & set(metadata))
         if reserved:
             raise ValidationError(f"metadata keys {reserved} are reserved")
-        self.db.atomic(self._register, agent_id, capabilities, metadata, _utcnow())
+        self.db.atomic(self._register, agent_id, capabilities, metadata, self.clock())
         return self.get_agent(agent_id)
 
     def _register(self, agent_id: str, capabilities: list[str], metadata: dict[str, Any],
@@ -294,7 +300,7 @@ class AgentRegistry:
         self._require(agent_id)
         properties = self.graph_store.get_entity(AGENT, agent_id)["properties"]
         properties["active"] = active
-        self.graph_store.upsert_entity(AGENT, agent_id, properties, _utcnow())
+        self.graph_store.upsert_entity(AGENT, agent_id, properties, self.clock())
         self._changed()
 
     def learn_new_capability(self, agent_id: str, capability: str,
@@ -303,7 +309,7 @@ class AgentRegistry:
         agent_id = v.text("agent_id", agent_id)
         capability = v.text("capability", capability)
         confidence = v.number("confidence", confidence, low=0.0, high=1.0)
-        self.db.atomic(self._learn, agent_id, capability, confidence, _utcnow())
+        self.db.atomic(self._learn, agent_id, capability, confidence, self.clock())
         return self.get_agent(agent_id)
 
     def _learn(self, agent_id: str, capability: str, confidence: float, now: datetime) -> None:
@@ -319,7 +325,7 @@ class AgentRegistry:
         agent_id = v.text("agent_id", agent_id)
         success = v.boolean("success", success)
         duration_ms = v.non_negative_int("duration_ms", duration_ms, high=v.MAX_DURATION_MS)
-        self.db.atomic(self._record, agent_id, success, duration_ms, _utcnow())
+        self.db.atomic(self._record, agent_id, success, duration_ms, self.clock())
 
     def _record(self, agent_id: str, success: bool, duration_ms: int, now: datetime) -> None:
         self._require(agent_id)
@@ -446,6 +452,29 @@ class AgentRegistry:
         now. Two statements: the counter and the figures."""
         table = self.agent_table()
         return RoutingSnapshot(table, self.meta.all_agent_figures())
+
+    def routing_read(self, task_type: str | None = None) -> RoutingSnapshot:
+        """What a routing decision needs, in one statement: the snapshot (without
+        ``last_updated``) and, with ``task_type``, the agents' outcomes at that type
+        (``snapshot.skills``). The agent table is rebuilt only when the graph's counter
+        moved."""
+        rows = self.meta.routing_rows(task_type)
+        table = self._table
+        if table is None or table.version != next((r[2] for r in rows if r[0] == 0), -1):
+            table = self.agent_table()
+        figures: dict[str, list] = {}
+        skills: dict[str, tuple[int, int]] = {}
+        for kind, agent, a, b, c in rows:
+            if kind == 1:
+                figures.setdefault(agent, [0, 0, 0, None, 0])[:3] = (a, b, c)
+            elif kind == 2:
+                figures.setdefault(agent, [0, 0, 0, None, 0])[4] = a
+            elif kind == 3:
+                skills[agent] = (a, b)
+        snapshot = RoutingSnapshot(table, figures)
+        if task_type is not None:
+            snapshot.skills[task_type] = skills
+        return snapshot
 
     def agent_table(self) -> AgentTable:
         """The graph's part of the agent table as arrays, rebuilt only when the graph changed."""

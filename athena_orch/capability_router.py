@@ -19,8 +19,8 @@ from __future__ import annotations
 import heapq
 import json
 import math
-from collections.abc import Iterable
-from datetime import UTC, datetime
+from collections.abc import Callable, Iterable
+from datetime import datetime
 from typing import Any
 
 import numpy as np
@@ -28,6 +28,7 @@ import pandas as pd
 
 from . import validation as v
 from .agent_registry import AgentRegistry, RoutingSnapshot
+from .decision_log import DecisionLog
 from .exceptions import ValidationError
 from .models import PRIORITIES, RoutingDecision, Task
 from .stores import MetaStore
@@ -449,9 +450,11 @@ class CapabilityRouter:
                  weights: dict[str, float] | None = None, prior_success_rate: float = 0.8,
                  prior_weight: float = 5.0, log_top_k: int = 10, policy: str = "weighted",
                  seed: int | None = None, skill_prior_weight: float = 2.0,
-                 posterior_samples: int = 128):
+                 posterior_samples: int = 128, clock: Callable[[], datetime] | None = None):
         self.registry = registry
+        self.clock = clock or registry.clock  # decisions time-stamped as the queue's events
         self.meta = meta or MetaStore(registry.db)
+        self.log = DecisionLog(self.meta)  # written behind: see athena_orch.decision_log
         self.weights = check_weights(weights or {})
         self.prior_success_rate = prior_success_rate
         self.prior_weight = prior_weight
@@ -487,6 +490,11 @@ class CapabilityRouter:
         self._seed = seed
         self._rng = np.random.default_rng(seed)
 
+    def _read(self, task_type: str | None = None) -> RoutingSnapshot:
+        """The registry's snapshot for a decision (one statement); under "thompson" with
+        the agents' outcomes at ``task_type`` (``snapshot.skills``)."""
+        return self.registry.routing_read(task_type if self.policy == "thompson" else None)
+
     def _posterior(self, snapshot: RoutingSnapshot, task_type: str | None
                    ) -> dict[str, np.ndarray]:
         """Each agent's outcomes at ``task_type`` (all its work when None) and its Beta
@@ -497,8 +505,11 @@ class CapabilityRouter:
             completed = np.zeros(len(snapshot), dtype=np.int64)
             failed = np.zeros(len(snapshot), dtype=np.int64)
             index = snapshot.table.index
-            for agent, (done, lost, _) in self.meta.skill_figures("task_type",
-                                                                  task_type).items():
+            skills = snapshot.skills.get(task_type)
+            if skills is None:
+                skills = {a: f[:2] for a, f in self.meta.skill_figures("task_type",
+                                                                        task_type).items()}
+            for agent, (done, lost) in skills.items():
                 row = index.get(agent)
                 if row is not None:
                     completed[row], failed[row] = done, lost
@@ -515,7 +526,7 @@ class CapabilityRouter:
         """One row per registered agent: every filter, component, score, rank and the
         reason it was excluded ('' when eligible). Best first, excluded last."""
         _, requirements, _, task_type = _parse_task(task, None)
-        return self._explain(self.registry.routing_snapshot(), requirements,
+        return self._explain(self._read(task_type), requirements,
                              v.string_list("exclude_agents", exclude_agents),
                              check_weights(weights) if weights is not None else self.weights,
                              task_type)
@@ -593,7 +604,7 @@ class CapabilityRouter:
         the same draw), the decision logged."""
         task_id, requirements, _, task_type = _parse_task(task, None)
         exclude = v.string_list("exclude_agents", exclude_agents)
-        snapshot = self.registry.routing_snapshot()
+        snapshot = self._read(task_type)
         scored = self._score(snapshot, requirements, exclude, self.weights, task_type)
         decision = self._decision(task_id, requirements, scored)
         self._log(decision, scored, "decide")
@@ -608,8 +619,8 @@ class CapabilityRouter:
                 source: str) -> RoutingDecision:
         task_id, requirements, _, task_type = _parse_task(task, None)
         exclude = v.string_list("exclude_agents", exclude_agents)
-        scored = self._score(self.registry.routing_snapshot(), requirements, exclude,
-                             self.weights, task_type)
+        scored = self._score(self._read(task_type), requirements, exclude, self.weights,
+                             task_type)
         decision = self._decision(task_id, requirements, scored)
         self._log(decision, scored, source)
         return decision
@@ -695,7 +706,7 @@ class CapabilityRouter:
         known: dict[tuple[str, ...], list[str]] = {}
         parsed = [_parse_task(t, known) for t in tasks]
         exclude = set(v.string_list("exclude_agents", exclude_agents))
-        snapshot = self.registry.routing_snapshot()
+        snapshot = self._read()
         if self.policy == "thompson" and self.weights["track_record"] > 0:
             chosen, scores, propensity = self._assign_thompson(snapshot, parsed, exclude)
             method = "exact"
@@ -813,6 +824,7 @@ class CapabilityRouter:
         """The logged decisions, oldest first (only those about ``task_id`` when given);
         ``offset`` and ``limit`` take a page of them, read as such from the database. List
         and dict columns parsed from JSON."""
+        self.log.flush()
         frame = self.meta.decisions_frame(
             None if task_id is None else v.string("task_id", task_id),
             v.non_negative_int("limit", limit, allow_none=True),
@@ -826,6 +838,7 @@ class CapabilityRouter:
 
     def decision_count(self, task_id: str | None = None) -> int:
         """How many decisions the log holds (about ``task_id`` when given)."""
+        self.log.flush()
         return self.meta.decision_count(None if task_id is None else v.string("task_id", task_id))
 
     def _log(self, decision: RoutingDecision, scored: dict[str, Any], source: str) -> None:
@@ -835,19 +848,19 @@ class CapabilityRouter:
         parts = zip(*(scored[c][top].astype(float).tolist() for c in logged))
         components = {a: dict(zip(logged, values)) for a, values in zip(ids, parts)}
         propensities = dict(zip(ids, scored["propensities"][: self.log_top_k].tolist()))
-        self.meta.record_decision(
-            decided_at=datetime.now(UTC), task_id=decision.task_id,
+        self.log.add(dict(
+            decided_at=self.clock(), task_id=decision.task_id,
             requirements=json.dumps(decision.requirements), candidates=json.dumps(ids),
             scores=json.dumps({a: decision.scores[a] for a in ids}),
             components=json.dumps(components), selected_agent=decision.selected_agent,
             weights=json.dumps(decision.weights), reason=decision.reason, source=source,
             policy=decision.policy, propensity=decision.propensity,
             propensity_method=scored["propensity_method"],
-            propensities=json.dumps(propensities))
+            propensities=json.dumps(propensities)))
 
     def _log_batch(self, result: pd.DataFrame, parsed: list[tuple], chosen: list[int | None],
                    ids: list[str], method: str) -> None:
-        now = datetime.now(UTC)
+        now = self.clock()
         weights = json.dumps(self.weights)
         quoted: dict[int, str] = {}  # row -> json of its agent id
         requirements: dict[int, str] = {}  # id of a checked list -> its json
@@ -865,7 +878,7 @@ class CapabilityRouter:
         for p in parsed:  # a batch shares its checked lists (see _parse_task)
             if id(p[1]) not in requirements:
                 requirements[id(p[1])] = json.dumps(p[1])
-        self.meta.record_decisions(pd.DataFrame({
+        self.log.add_frame(pd.DataFrame({
             "decided_at": now, "task_id": result["task_id"],
             "requirements": [requirements[id(p[1])] for p in parsed],
             "candidates": candidates, "scores": scores,

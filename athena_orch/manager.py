@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -29,9 +30,14 @@ class OrchestrationManager:
         self.graph = GraphStore(self.db)
         self.meta = MetaStore(self.db)
         self.queue = TaskQueue(self.episodic, self.graph, self.meta, **queue_settings)
-        self.registry = AgentRegistry(self.graph, self.meta)
-        self.router = CapabilityRouter(self.registry, self.meta)
+        self.registry = AgentRegistry(self.graph, self.meta, clock=self.now)
+        self.router = CapabilityRouter(self.registry, self.meta, clock=self.now)
         self.events = self.queue.events
+
+    def now(self) -> datetime:
+        """The one clock of the queue, registry and router: ``queue.clock`` (set it to
+        run on simulated time), checked to be timezone-aware."""
+        return self.queue._now()
 
     @property
     def path(self) -> str:
@@ -43,9 +49,15 @@ class OrchestrationManager:
         return self._closed
 
     def close(self) -> None:
+        """Write the decisions still waiting, stop event delivery, close the database."""
+        if self._closed:
+            return
         self._closed = True
-        self.events.close()
-        self.db.close()
+        try:
+            self.router.log.close()
+        finally:
+            self.events.close()
+            self.db.close()
 
     def __enter__(self) -> OrchestrationManager:
         return self

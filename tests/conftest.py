@@ -233,6 +233,7 @@ def unchanged(orch):
     @contextmanager
     def _unchanged(manager=None):
         db = (manager or orch).db
+        (manager or orch).router.log.flush()  # decisions are written behind
         before = db.table_contents()
         yield
         after = db.table_contents()

@@ -67,6 +67,10 @@ class MetaStore:
         that has figures or load."""
         return {row[0]: row[1:] for row in self.db.fetch_rows("agent_figures")}
 
+    def routing_rows(self, task_type: str | None) -> list[tuple]:
+        """The router's one read (see the ``routing_read`` query)."""
+        return self.db.fetch_rows("routing_read", task_type=task_type)
+
     def record_decision(self, **decision: Any) -> None:
         """One routing decision (the columns of ``routing_decisions``)."""
         self.db.execute("decision_insert", **decision)

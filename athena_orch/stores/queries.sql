@@ -599,3 +599,23 @@ ROLLBACK
 -- PostgreSQL's (postgres/queries.sql): DuckDB opens a read-only file read-only, and never
 -- runs it.
 SELECT NULL
+
+-- ---------------------------------------------------------------- the router's read
+
+-- name: routing_read
+-- Everything a routing decision reads, in one statement, as rows (kind, agent_id, a, b, c):
+-- 0: the agent graph's change counter (a); 1: each agent's outcomes (completed, failed,
+-- success_ms); 2: each agent's live load (a, from the task table); 3: with a task type,
+-- each agent's outcomes at that type.
+SELECT 0 AS kind, CAST(NULL AS TEXT) AS agent_id, version AS a, CAST(0 AS BIGINT) AS b,
+       CAST(0 AS BIGINT) AS c
+FROM store_versions WHERE name = 'agents'
+UNION ALL
+SELECT 1, agent_id, total_completed, total_failed, total_success_ms FROM agent_metrics
+UNION ALL
+SELECT 2, assigned_to, count(*), 0, 0 FROM episodic_events
+WHERE task_status IN ('assigned', 'running') AND assigned_to IS NOT NULL
+GROUP BY assigned_to
+UNION ALL
+SELECT 3, agent_id, completed, failed, success_ms FROM agent_skill_metrics
+WHERE skill_kind = 'task_type' AND skill = CAST($task_type AS TEXT);

@@ -42,6 +42,7 @@ bench: $(STAMP)
 	$(BIN)/python benchmarks/run.py
 	$(BIN)/python benchmarks/scale_out.py
 	$(BIN)/python benchmarks/worker.py
+	$(BIN)/python benchmarks/learning.py
 
 lint: $(STAMP)
 	$(BIN)/ruff check athena_orch tests benchmarks notebooks

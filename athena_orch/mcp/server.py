@@ -46,7 +46,8 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 
 from .. import __version__
 from ..exceptions import OrchestrationError
-from .handlers import TOOL_NAMES, OrchestrationHandlers
+from .handlers import OrchestrationHandlers
+from .tools import TOOL_NAMES
 
 logger = logging.getLogger("athena_orch.mcp")
 

@@ -31,6 +31,7 @@ from .exceptions import (
     DuplicateTaskError,
     InvalidTransitionError,
     StaleAttemptError,
+    StorageError,
     TaskNotFoundError,
     ValidationError,
     shown,
@@ -140,8 +141,11 @@ class TaskQueue:
         return self._create(tr.batch_from(records))
 
     def _create(self, batch: tr.TaskBatch) -> list[str]:
+        """Tasks without dependencies are one insert (their rows are their creation
+        events), so need no transaction."""
         batch.task_id = tr.new_task_ids(len(batch))
-        return self.db.atomic(self._create_in_transaction, batch)
+        run = self.db.atomic if any(batch.dependencies) else self.db.at_once
+        return run(self._create_in_transaction, batch)
 
     def _create_in_transaction(self, given: tr.TaskBatch) -> list[str]:
         # a copy: reuse and dependency resolution rewrite its lists, and a retried
@@ -280,11 +284,7 @@ class TaskQueue:
         (task_ids, from, to, agent_id, detail), the same step of many tasks; a task's
         moves are recorded in the order given. Subscribers get them once committed (with
         ``results`` of completions)."""
-        if self.events.active:
-            self._publish([
-                TaskEvent(_event_type(before, after, detail), tid, before and before.value,
-                          after.value, agent, detail, now, (results or {}).get(tid))
-                for ids, before, after, agent, detail in moves for tid in ids])
+        self._announce_moves(moves, now, results)
         task_ids: list[str] = []
         statuses: list[str] = []
         contents: list[str] = []
@@ -296,6 +296,16 @@ class TaskQueue:
                                      "detail": detail})] * len(ids)
         if task_ids:
             self.episodic.record_transitions(task_ids, statuses, contents, now)
+
+    def _announce_moves(self, moves: list[tuple], now: datetime,
+                        results: dict[str, str] | None = None) -> None:
+        """Hand moves (as :meth:`_log_many` takes them) to subscribers once committed;
+        for moves whose history the store wrote itself."""
+        if self.events.active:
+            self._publish([
+                TaskEvent(_event_type(before, after, detail), tid, before and before.value,
+                          after.value, agent, detail, now, (results or {}).get(tid))
+                for ids, before, after, agent, detail in moves for tid in ids])
 
     def _publish(self, events: list[TaskEvent]) -> None:
         """Hand events to the subscribers once this transaction commits (a retried
@@ -360,7 +370,7 @@ class TaskQueue:
         deadline = time.monotonic() + wait
         while True:
             seen = self.wakeups.generation
-            tasks = self.db.atomic(self._claim, agent_id, n, start, task_types)
+            tasks = self.db.at_once(self._claim, agent_id, n, start, task_types)
             left = deadline - time.monotonic()
             if tasks or not n or left <= 0 or (until is not None and until.is_set()):
                 return tasks
@@ -377,7 +387,7 @@ class TaskQueue:
         steps = [(ids, PENDING, ASSIGNED, agent_id, "claimed")]
         if start:
             steps.append((ids, ASSIGNED, RUNNING, agent_id, "started"))
-        self._log_many(steps, now)
+        self._announce_moves(steps, now)
         return tasks
 
     def start_task(self, task_id: str, *, agent_id: str | None = None,
@@ -386,7 +396,7 @@ class TaskQueue:
         only if that is the task's current attempt (else StaleAttemptError)."""
         task_id = v.text("task_id", task_id)
         agent_id, attempt = _fence(agent_id, attempt)
-        return self.db.atomic(self._start, task_id, agent_id, attempt)
+        return self.db.at_once(self._start, task_id, agent_id, attempt)
 
     def _start(self, task_id: str, agent_id: str | None, attempt: int | None) -> Task:
         now = self._now()
@@ -396,7 +406,7 @@ class TaskQueue:
             current = self._existing(task_id)
             _check_attempt(current, "start", agent_id, attempt)
             raise InvalidTransitionError(task_id, current.status.value, "start")
-        self._log(task.id, ASSIGNED, RUNNING, task.assigned_to, now, "started")
+        self._announce_moves([([task.id], ASSIGNED, RUNNING, task.assigned_to, "started")], now)
         return task
 
     # ------------------------------------------------------------------ finishing
@@ -413,8 +423,8 @@ class TaskQueue:
         agent_id, attempt = _fence(agent_id, attempt)
         task_ids, texts, durations = tr.completions_from(
             [{"task_id": task_id, "result": result, "duration_ms": metrics.get("duration_ms")}])
-        return self.db.atomic(self._complete, task_ids, texts, durations, agent_id,
-                              [attempt])[0]
+        return self.db.at_once(self._complete, task_ids, texts, durations, agent_id,
+                               [attempt])[0]
 
     def complete_tasks(self, results: dict[str, str] | Iterable[dict[str, Any]] | pd.DataFrame,
                        *, agent_id: str | None = None) -> list[Task]:
@@ -427,30 +437,37 @@ class TaskQueue:
         task_ids, texts, durations = tr.completions_from(results)
         if not task_ids:
             return []
-        return self.db.atomic(self._complete, task_ids, texts, durations, agent_id, attempts)
+        return self.db.at_once(self._complete, task_ids, texts, durations, agent_id, attempts)
 
     def _complete(self, task_ids: list[str], texts: list[str], durations: list[int | None],
-                  agent_id: str | None, attempts: list[int | None]) -> list[Task]:
+                  agent_id: str | None, attempts: list[int | None] | None) -> list[Task]:
         now = self._now()
+        tasks = self.episodic.complete(task_ids, texts, durations, agent_id, attempts, now)
+        if tasks is None:
+            raise self._why_not_completed(task_ids, agent_id, attempts)
+        by_assignee: dict[str | None, list[str]] = {}
+        for task in tasks:
+            by_assignee.setdefault(task.assigned_to, []).append(task.id)
+        self._announce_moves([(ids, RUNNING, COMPLETED, agent, "completed")
+                              for agent, ids in by_assignee.items()], now,
+                             dict(zip(task_ids, texts)) if self.events.active else None)
+        self.db.announce_work()  # dependents released, capacity freed
+        return tasks
+
+    def _why_not_completed(self, task_ids: list[str], agent_id: str | None,
+                           attempts: list[int | None] | None) -> Exception:
+        """The error of the first task, in call order, that a refused completion could
+        not complete."""
         current = self.episodic.lock_tasks(task_ids)
         for task_id, attempt in zip(task_ids, attempts or [None] * len(task_ids)):
             task = current.get(task_id)
             if task is None:
-                raise TaskNotFoundError(f"task {shown(task_id)} does not exist")
+                return TaskNotFoundError(f"task {shown(task_id)} does not exist")
             _check_attempt(task, "complete", agent_id, attempt)
             if task.status is not RUNNING:
-                raise InvalidTransitionError(task_id, task.status.value, "complete")
-        tasks = self.episodic.complete([current[t] for t in task_ids], texts, durations, now)
-        self.episodic.release_dependents(task_ids)
-        by_assignee: dict[str | None, list[str]] = {}
-        for task in tasks:
-            by_assignee.setdefault(task.assigned_to, []).append(task.id)
-        self._log_many([(ids, RUNNING, COMPLETED, agent, "completed")
-                        for agent, ids in by_assignee.items()], now,
-                       dict(zip(task_ids, texts)) if self.events.active else None)
-        self._record_outcomes(now, _attempts(tasks), success=True)
-        self.db.announce_work()  # dependents released, capacity freed
-        return tasks
+                return InvalidTransitionError(task_id, task.status.value, "complete")
+        return StorageError(f"completing {shown(task_ids, 200)} was refused, and every "
+                            "task is completable now: retry")
 
     def _record_outcomes(self, now: datetime, attempts: list[tuple[str, Task]], *,
                          success: bool) -> None:
@@ -612,8 +629,9 @@ class TaskQueue:
             raise ValidationError("heartbeat takes a task_id or an agent_id")
         agent_id, attempt = _fence(agent_id, attempt)
         if task_id is None:
-            return self.db.atomic(self._heartbeat_agent, agent_id)
-        return self.db.atomic(self._heartbeat_task, v.text("task_id", task_id), agent_id, attempt)
+            return self.db.at_once(self._heartbeat_agent, agent_id)
+        return self.db.at_once(self._heartbeat_task, v.text("task_id", task_id), agent_id,
+                               attempt)
 
     def _heartbeat_task(self, task_id: str, agent_id: str | None,
                         attempt: int | None) -> list[str]:

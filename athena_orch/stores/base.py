@@ -63,6 +63,10 @@ class SQLDatabase(ABC):
     retry_attempts: int = 8
     retry_delay: float = 0.002
     retry_delay_max: float = 0.1
+    #: One writer at a time (DuckDB): a lone statement outside a transaction is atomic and
+    #: nothing of this process runs between the statements of a held session, so a call
+    #: whose writes are one statement needs no BEGIN/COMMIT (:meth:`at_once`).
+    one_writer: bool = False
 
     def __init__(self, *, read_only: bool = False, tracer: Tracer | None = None):
         self.read_only = read_only
@@ -160,6 +164,11 @@ class SQLDatabase(ABC):
         ``_statement`` (which may open a transaction): transaction control."""
         return self._run(self._queries[name].text, {}, label=name)
 
+    def reading(self) -> AbstractContextManager[Any]:
+        """Hold this thread's session for one statement and the reading of its rows (no
+        transaction where none is needed)."""
+        return self._statement()
+
     def fetch_rows(self, name: str, /, **params: Any) -> list[tuple]:
         with self._statement():
             return self.execute(name, **params).fetchall()
@@ -223,9 +232,26 @@ class SQLDatabase(ABC):
         if self._in_transaction():
             with self.transaction():
                 return fn(*args, **kwargs)
+        return self._retried(self.transaction, fn, args, kwargs)
+
+    def at_once(self, fn: Callable[..., Any], /, *args: Any, **kwargs: Any) -> Any:
+        """``fn(*args, **kwargs)`` whose writes are one statement (its other statements only
+        read, to explain a refusal). On a one-writer backend, outside a transaction, it
+        runs without BEGIN/COMMIT: on a file each statement costs milliseconds, and a lone
+        statement commits atomically on its own. Its session is held throughout, so no
+        other thread of this process runs between its statements; conflicts are retried
+        as :meth:`atomic` retries them. Elsewhere it is :meth:`atomic`."""
+        if not self.one_writer or self._in_transaction():
+            return self.atomic(fn, *args, **kwargs)
+        return self._retried(self._hold, fn, args, kwargs)
+
+    def _retried(self, scope: Callable[[], AbstractContextManager[Any]], fn: Callable[..., Any],
+                 args: tuple, kwargs: dict) -> Any:
+        """``fn`` run inside ``scope()``, again after a jittered back-off while it loses
+        conflicts, at most ``retry_attempts`` times."""
         for attempt in itertools.count(1):
             try:
-                with self.transaction():
+                with scope():
                     return fn(*args, **kwargs)
             except TransactionConflictError as exc:
                 if attempt >= self.retry_attempts:

@@ -58,6 +58,7 @@ class Database(SQLDatabase):
     """
 
     dialect = "duckdb"
+    one_writer = True
 
     def __init__(
         self, path: str | Path = ":memory:", *, read_only: bool = False, tracer: Tracer | None = None

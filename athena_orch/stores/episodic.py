@@ -10,7 +10,7 @@ import operator
 import re
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
 
@@ -20,6 +20,7 @@ import pandas as pd
 from ..models import Task, TaskStatus
 from .database import Database
 from .graph import HAS_CAPABILITY, entity_id
+from .meta import FIGURE_CAP
 
 
 @contextmanager
@@ -169,12 +170,6 @@ def row_to_task(row: dict[str, Any]) -> Task:
     return tasks_from_rows(list(row), [tuple(row.values())])[0]
 
 
-def _epoch_ms(moment: datetime) -> int:
-    """DuckDB's ``epoch_ms``: whole milliseconds since 1970 (rounded down)."""
-    return (moment - _EPOCH) // timedelta(milliseconds=1)
-
-
-_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _EPOCH_DB = datetime(1970, 1, 1, tzinfo=DB_UTC)
 
 
@@ -189,7 +184,7 @@ class EpisodicStore:
         a dict per row). ``by_column``: the query's columns have distinct names and its
         times are integers (``epoch_us``), so DuckDB may hand out numpy columns (a third
         faster than row tuples)."""
-        with self.db.transaction():  # holds the lock from the statement to the fetch
+        with self.db.reading():  # holds the session from the statement to the fetch
             cursor = self.db.execute(query, **params)
             columns = [d[0] for d in cursor.description]
             fetchnumpy = getattr(cursor, "fetchnumpy", None)
@@ -202,11 +197,13 @@ class EpisodicStore:
     def insert_tasks(self, tasks: pd.DataFrame, edges: pd.DataFrame) -> None:
         """New task rows and their dependency edges, in one go. A task row is itself the
         episodic event of its creation."""
+        if edges.empty:  # one statement: no transaction needed
+            self.db.insert_frame("tasks_insert", tasks)
+            return
         with self.db.transaction():
             self.db.insert_frame("tasks_insert", tasks)
             self.db.insert_frame("dependencies_insert", edges)
-            if not edges.empty:
-                self.db.bump_version("dag")
+            self.db.bump_version("dag")
 
     def record_transitions(self, task_ids: list[str], statuses: list[str],
                            contents: list[str], now: datetime) -> None:
@@ -236,34 +233,29 @@ class EpisodicStore:
     def claim(self, agent_id: str, limit: int, status: TaskStatus, now: datetime,
               lease_until: datetime, task_types: list[str] | None = None) -> list[Task] | None:
         """Give the agent up to ``limit`` of the best ready tasks it can do (of
-        ``task_types`` only, if given), within its free capacity, in queue order; none if it
-        is inactive, None if it is not registered."""
+        ``task_types`` only, if given), within its free capacity, in queue order, with
+        their history, in one statement (PostgreSQL: after locking the agent's row, so
+        its claims queue up and each counts the load the previous left); none if it is
+        inactive or at capacity, None if it is not registered."""
         agent_key = entity_id("agent", agent_id)
-        rows = self.db.fetch_rows("agent_capacity", agent_key=agent_key)
-        if not rows:
+        if not self.db.one_writer and not self.db.fetch_rows("agent_capacity",
+                                                              agent_key=agent_key):
             return None
-        capacity = rows[0][0]
-        if not limit or not capacity or capacity < 0:
-            return []
-        tasks = self._tasks("tasks_claim_pick", by_column=True, agent_id=agent_id, limit=limit,
-                            capacity=capacity, agent_key=agent_key,
-                            relation_type=HAS_CAPABILITY,
+        tasks = self._tasks("tasks_claim", by_column=True, agent_id=agent_id, limit=limit,
+                            agent_key=agent_key, relation_type=HAS_CAPABILITY,
                             capability_prefix=entity_id("capability", ""), now=now,
+                            lease_until=lease_until, status=status.value,
                             task_types=task_types)
         if not tasks:
-            return []
-        self.db.execute("tasks_claim_mark", task_ids=[t.id for t in tasks], agent_id=agent_id,
-                        status=status.value, now=now, lease_until=lease_until)
-        now, lease_until = now.astimezone(DB_UTC), lease_until.astimezone(DB_UTC)
-        for task in tasks:  # as tasks_claim_mark wrote them
-            task.status, task.assigned_to, task.assigned_at = status, agent_id, now
-            task.started_at = now if status is TaskStatus.RUNNING else None
-            task.lease_until, task.attempt = lease_until, task.attempt + 1
+            registered = not self.db.one_writer or self.db.fetch_rows("agent_capacity",
+                                                                      agent_key=agent_key)
+            return [] if registered else None
         return tasks
 
     def start(self, task_id: str, now: datetime, lease_until: datetime, *,
               agent_id: str | None = None, attempt: int | None = None) -> Task | None:
-        """assigned -> running, if the named attempt (None: any) is the current one."""
+        """assigned -> running with its history, in one statement, if the named attempt
+        (None: any) is the current one."""
         return self._transition("task_start", task_id=task_id, now=now, lease_until=lease_until,
                                 agent_id=agent_id, attempt=attempt)
 
@@ -276,26 +268,26 @@ class EpisodicStore:
         transaction."""
         return {t.id: t for t in self._tasks("tasks_lock", by_column=True, task_ids=task_ids)}
 
-    def complete(self, tasks: list[Task], results: list[str], durations: list[int | None],
-                 now: datetime) -> list[Task]:
-        """Complete these running tasks (read with :meth:`lock_tasks`): each result becomes
-        an event linked from its task; a duration of None is the time since the start."""
-        task_ids = [t.id for t in tasks]
-        event_ids = dict(self.db.fetch_rows("results_insert", task_ids=task_ids, results=results,
-                                            now=now))
-        since = {t.started_at: _epoch_ms(now) - _epoch_ms(t.started_at)
-                 for t in {t.started_at: t for t in tasks if t.started_at is not None}.values()}
-        durations = [d if d is not None or t.started_at is None else since[t.started_at]
-                     for t, d in zip(tasks, durations)]
-        self.db.execute("tasks_complete", task_ids=task_ids, durations=durations,
-                        event_ids=[event_ids[t] for t in task_ids], now=now)
-        now = now.astimezone(DB_UTC)
-        for task, result, duration in zip(tasks, results, durations):  # as written
-            task.status, task.completed_at, task.execution_duration_ms = (
-                TaskStatus.COMPLETED, now, duration)
-            task.success, task.result_task_id, task.lease_until = True, event_ids[task.id], None
-            task.result = result
-        return tasks
+    def complete(self, task_ids: list[str], results: list[str], durations: list[int | None],
+                 agent_id: str | None, attempts: list[int | None] | None,
+                 now: datetime) -> list[Task] | None:
+        """Complete these tasks, all or none, in one statement (PostgreSQL: after locking
+        them in id order): each must be running under the caller's attempt (``agent_id``,
+        its ``attempts`` entry; None: any). Each result becomes an event linked from its
+        task, a duration of None is the time since the start, and the history, the
+        dependents' count and the agents' figures are written with them. Returns the
+        tasks as written, in ``task_ids`` order, or None when any is not completable
+        (then nothing changed)."""
+        if not self.db.one_writer:
+            self.lock_tasks(task_ids)
+        done = self._tasks("tasks_complete", by_column=True, task_ids=task_ids,
+                           results=results, durations=durations,
+                           attempts=attempts or [None] * len(task_ids), agent_id=agent_id,
+                           now=now, cap=FIGURE_CAP)
+        if not done:
+            return None
+        by_id = {t.id: t for t in done}
+        return [by_id[t] for t in task_ids]
 
     def retry(self, tasks: list[Task], errors: list[str], retry_untils: list[datetime]
               ) -> list[Task]:
@@ -334,10 +326,6 @@ class EpisodicStore:
             return []
         rows = self.db.fetch_rows("tasks_block", task_ids=task_ids, roots=roots, reasons=reasons)
         return [r[0] for r in rows]
-
-    def release_dependents(self, task_ids: list[str]) -> None:
-        """Count the newly completed ``task_ids`` for every task waiting on them."""
-        self.db.execute("dependents_release", task_ids=task_ids)
 
     def renew_lease(self, task_id: str, lease_until: datetime, *, agent_id: str | None = None,
                     attempt: int | None = None) -> bool:

@@ -87,33 +87,32 @@ RETURNING *;
 
 -- name: agent_capacity
 -- How many tasks an agent may hold at once (its max_concurrent_tasks while active, 0
--- while paused); no row when it is not registered. The first statement of a claim:
--- PostgreSQL locks the agent's row here, so claims for one agent queue up and each
--- pick (a later statement, with a later snapshot) counts the load the previous left.
+-- while paused); no row when it is not registered. Read after a claim that handed out
+-- nothing, to tell an unknown agent from one with nothing to do; PostgreSQL's also locks
+-- the agent's row before a claim (see postgres/queries.sql).
 SELECT CASE WHEN json_extract(properties, '$.active')::BOOLEAN
             THEN json_extract(properties, '$.max_concurrent_tasks')::INTEGER ELSE 0 END
 FROM graph_entities WHERE entity_id = $agent_key;
 
--- name: tasks_claim_pick
--- The best ready tasks an agent has every capability for (priority, then age, then
--- insertion), up to $limit and no more than $capacity less its load, best first, as
--- task rows (times as microseconds since 1970: DuckDB hands out integers ten times
--- faster than datetimes). The caller hands them out with tasks_claim_mark in the same
--- transaction: DuckDB has one writer (the process lock), PostgreSQL locks the rows it
--- picks. For speed, the order is found on three columns before the rows are read, and
--- each distinct requirements text is parsed once.
-SELECT e.task_id, e.content, e.task_type, e.task_status, e.priority,
-       e.requirements, e.dependencies, e.assigned_to,
-       epoch_us(e.created_at) AS created_at,
-       epoch_us(e.assigned_at) AS assigned_at,
-       epoch_us(e.started_at) AS started_at,
-       epoch_us(e.completed_at) AS completed_at,
-       epoch_us(e.retry_until) AS retry_until,
-       epoch_us(e.lease_until) AS lease_until,
-       e.error_message, e.retry_count, e.execution_duration_ms, e.max_retries,
-       e.estimated_duration_ms, e.result_task_id, e.blocked_by, e.task_batch_id,
-       e.idempotency_key, e.success, e.attempt, e.name
-FROM (
+-- name: tasks_claim
+-- A whole claim in one statement: the best ready tasks an agent has every capability
+-- for (priority, then age, then insertion), up to $limit and its free capacity (its
+-- max_concurrent_tasks while active, less its load), handed to it as $status
+-- ('assigned', or 'running' to start them at once) as a new attempt each, with their
+-- history ('claimed', then 'started'); returns them as written, best first (times as
+-- microseconds since 1970: DuckDB hands out integers ten times faster than datetimes).
+-- Each write reads the RETURNING of the one before (DuckDB evaluates a plain CTE again
+-- wherever it is read, after writes), and the final SELECT reads every write (DuckDB
+-- 2.0.1 binds the columns of a write CTE that nothing reads wrongly). For speed, the order is found on three columns
+-- before the rows are read, and each distinct requirements text is parsed once.
+WITH free AS (
+    SELECT CASE WHEN json_extract(properties, '$.active')::BOOLEAN
+                THEN json_extract(properties, '$.max_concurrent_tasks')::INTEGER ELSE 0 END
+           - (SELECT count(*) FROM episodic_events
+              WHERE assigned_to = $agent_id AND task_status IN ('assigned', 'running'))
+           AS slots
+    FROM graph_entities WHERE entity_id = $agent_key),
+picked AS (
     SELECT id, row_number() OVER (ORDER BY priority_rank, created_at, id) AS position
     FROM (
         SELECT t.id, t.priority_rank, t.created_at
@@ -131,40 +130,58 @@ FROM (
                         list_transform(from_json(r, '["VARCHAR"]'),
                                        lambda x: $capability_prefix || x)))
         ORDER BY t.priority_rank, t.created_at, t.id
-        LIMIT $limit)) p
-JOIN episodic_events e ON e.id = p.id
-WHERE p.position <= $capacity - (SELECT count(*) FROM episodic_events
-                                  WHERE assigned_to = $agent_id
-                                    AND task_status IN ('assigned', 'running'))
-ORDER BY p.position;
-
--- name: tasks_claim_mark
--- Hand the picked pending tasks to the agent as $status ('assigned', or 'running' to
--- start them at once), each as a new attempt. No RETURNING: in DuckDB that turns the
--- update into a delete and an insert of every row; the caller knows the rows from
--- tasks_claim_pick.
-UPDATE episodic_events
-SET task_status = $status, assigned_to = $agent_id, assigned_at = $now,
-    started_at = CASE WHEN $status = 'running' THEN $now END, lease_until = $lease_until,
-    attempt = coalesce(attempt, 0) + 1
-WHERE task_id IN (SELECT unnest($task_ids::VARCHAR[])) AND task_status = 'pending';
+        LIMIT $limit)),
+handed AS (
+    UPDATE episodic_events
+    SET task_status = $status, assigned_to = $agent_id, assigned_at = $now,
+        started_at = CASE WHEN $status = 'running' THEN $now END, lease_until = $lease_until,
+        attempt = coalesce(episodic_events.attempt, 0) + 1
+    FROM picked
+    WHERE episodic_events.id = picked.id AND picked.position <= (SELECT slots FROM free)
+    RETURNING episodic_events.id, task_id, content, task_type, task_status, priority,
+              priority_rank, requirements, dependencies, assigned_to,
+              epoch_us(created_at) AS created_at, epoch_us(assigned_at) AS assigned_at,
+              epoch_us(started_at) AS started_at, epoch_us(completed_at) AS completed_at,
+              epoch_us(retry_until) AS retry_until, epoch_us(lease_until) AS lease_until,
+              error_message, retry_count, execution_duration_ms, max_retries,
+              estimated_duration_ms, result_task_id, blocked_by, task_batch_id,
+              idempotency_key, success, attempt, name),
+logged AS (
+    INSERT INTO episodic_events (timestamp, event_type, content, outcome, context_task,
+                                 context_phase)
+    SELECT $now, 'task_transition',
+           json_object('from_status', s.from_status, 'to_status', s.to_status,
+                       'agent_id', $agent_id, 'detail', s.detail)::VARCHAR,
+           s.to_status, h.task_id, s.to_status
+    FROM handed h, (VALUES (1, 'pending', 'assigned', 'claimed'),
+                           (2, 'assigned', 'running', 'started')) s(step, from_status, to_status, detail)
+    WHERE s.step = 1 OR $status = 'running'
+    ORDER BY s.step, h.priority_rank, h.created_at, h.id
+    RETURNING id)
+SELECT *, (SELECT count(*) FROM logged) AS logged FROM handed
+ORDER BY priority_rank, created_at, id;
 
 -- name: task_start
--- assigned -> running, if the caller's attempt (agent and attempt number, each NULL for
--- any) is the task's current one.
-UPDATE episodic_events
-SET task_status = 'running', started_at = $now, lease_until = $lease_until
-WHERE task_id = $task_id AND task_status = 'assigned'
-  AND ($agent_id::TEXT IS NULL OR assigned_to = $agent_id::TEXT)
-  AND ($attempt::INTEGER IS NULL OR coalesce(attempt, 0) = $attempt::INTEGER)
-RETURNING *;
-
--- name: results_insert
--- Result events of the given tasks (lists of equal length); returns their ids.
-INSERT INTO episodic_events (timestamp, event_type, content, outcome, context_task, context_phase)
-SELECT $now, 'task_result', unnest($results::VARCHAR[]), 'success',
-       unnest($task_ids::VARCHAR[]), 'completed'
-RETURNING context_task AS task_id, id;
+-- assigned -> running with its history, in one statement, if the caller's attempt (agent
+-- and attempt number, each NULL for any) is the task's current one; returns the task.
+-- The final SELECT reads every write (see tasks_claim).
+WITH started AS (
+    UPDATE episodic_events
+    SET task_status = 'running', started_at = $now, lease_until = $lease_until
+    WHERE task_id = $task_id AND task_status = 'assigned'
+      AND ($agent_id::TEXT IS NULL OR assigned_to = $agent_id::TEXT)
+      AND ($attempt::INTEGER IS NULL OR coalesce(attempt, 0) = $attempt::INTEGER)
+    RETURNING *),
+logged AS (
+    INSERT INTO episodic_events (timestamp, event_type, content, outcome, context_task,
+                                 context_phase)
+    SELECT $now, 'task_transition',
+           json_object('from_status', 'assigned', 'to_status', 'running',
+                       'agent_id', assigned_to, 'detail', 'started')::VARCHAR,
+           'running', task_id, 'running'
+    FROM started
+    RETURNING id)
+SELECT *, (SELECT count(*) FROM logged) AS logged FROM started;
 
 -- name: tasks_lock
 -- The task rows of $task_ids that exist (times as in tasks_claim_pick), before the caller
@@ -183,14 +200,105 @@ FROM episodic_events
 WHERE task_id IN (SELECT unnest($task_ids::VARCHAR[]));
 
 -- name: tasks_complete
--- running -> completed for the given tasks (read with tasks_lock), each with its
--- execution time and its result event. No RETURNING (see tasks_claim_mark).
-UPDATE episodic_events
-SET task_status = 'completed', completed_at = $now, execution_duration_ms = i.duration_ms,
-    success = TRUE, result_task_id = i.result_event_id, lease_until = NULL, outcome = 'success'
-FROM (SELECT unnest($task_ids::VARCHAR[]) AS task_id, unnest($durations::BIGINT[]) AS duration_ms,
-             unnest($event_ids::BIGINT[]) AS result_event_id) i
-WHERE episodic_events.task_id = i.task_id AND episodic_events.task_status = 'running';
+-- Complete running tasks in one statement, all or none: if every one of $task_ids is
+-- running under the caller's attempt (agent $agent_id, each task's $attempts; NULLs: any),
+-- the task is completed with its execution time (a NULL duration: the time since its
+-- start) and its result becomes an event linked from it; its history is written, the
+-- tasks waiting on it count one dependency less, and its agent's figures (totals, per
+-- task type, per required capability) count the success. Else nothing changes and no
+-- row comes back (the caller reads why). Returns the tasks as written (times as in
+-- tasks_claim) with their result. Each write reads the RETURNING of the update, never
+-- the table again, and the final SELECT reads every write (see tasks_claim).
+WITH given AS (
+    SELECT unnest($task_ids::VARCHAR[]) AS task_id, unnest($results::VARCHAR[]) AS result,
+           unnest($durations::BIGINT[]) AS duration_ms, unnest($attempts::INTEGER[]) AS attempt),
+completable AS (
+    SELECT count(*) AS n FROM given g JOIN episodic_events e ON e.task_id = g.task_id
+    WHERE e.task_status = 'running'
+      AND ($agent_id::VARCHAR IS NULL OR e.assigned_to = $agent_id::VARCHAR)
+      AND (g.attempt IS NULL OR coalesce(e.attempt, 0) = g.attempt)),
+completed AS (
+    UPDATE episodic_events
+    SET task_status = 'completed', completed_at = $now, success = TRUE, lease_until = NULL,
+        outcome = 'success', result_task_id = nextval('episodic_events_id_seq'),
+        execution_duration_ms = coalesce(g.duration_ms, epoch_ms($now::TIMESTAMPTZ)
+                                         - epoch_ms(episodic_events.started_at))
+    FROM given g
+    WHERE episodic_events.task_id = g.task_id AND episodic_events.task_status = 'running'
+      AND (SELECT n FROM completable) = len($task_ids::VARCHAR[])
+    RETURNING episodic_events.task_id, content, task_type, task_status, priority,
+              requirements, dependencies, assigned_to,
+              epoch_us(created_at) AS created_at, epoch_us(assigned_at) AS assigned_at,
+              epoch_us(started_at) AS started_at, epoch_us(completed_at) AS completed_at,
+              epoch_us(retry_until) AS retry_until, epoch_us(lease_until) AS lease_until,
+              error_message, retry_count, execution_duration_ms, max_retries,
+              estimated_duration_ms, result_task_id, blocked_by, task_batch_id,
+              idempotency_key, success, episodic_events.attempt, name),
+results AS (
+    INSERT INTO episodic_events (id, timestamp, event_type, content, outcome, context_task,
+                                 context_phase)
+    SELECT result_task_id, $now, 'task_result',
+           list_extract($results::VARCHAR[], list_position($task_ids::VARCHAR[], task_id)), 'success',
+           task_id, 'completed'
+    FROM completed
+    RETURNING id),
+logged AS (
+    INSERT INTO episodic_events (timestamp, event_type, content, outcome, context_task,
+                                 context_phase)
+    SELECT $now, 'task_transition',
+           json_object('from_status', 'running', 'to_status', 'completed',
+                       'agent_id', assigned_to, 'detail', 'completed')::VARCHAR,
+           'completed', task_id, 'completed'
+    FROM completed ORDER BY result_task_id
+    RETURNING id),
+released AS (
+    UPDATE episodic_events SET waiting_on = waiting_on - d.completed
+    FROM (SELECT dep.task_id, count(*) AS completed
+          FROM task_dependencies dep JOIN completed c ON dep.depends_on = c.task_id
+          GROUP BY dep.task_id) d
+    WHERE episodic_events.task_id = d.task_id
+    RETURNING episodic_events.id),
+outcomes AS (
+    SELECT assigned_to AS agent_id, 'task_type' AS skill_kind, task_type AS skill,
+           coalesce(execution_duration_ms, 0) AS ms
+    FROM completed WHERE assigned_to IS NOT NULL
+    UNION ALL
+    SELECT assigned_to, 'capability', skill, ms
+    FROM (SELECT DISTINCT assigned_to, task_id, coalesce(execution_duration_ms, 0) AS ms,
+                          unnest(from_json(requirements, '["VARCHAR"]')) AS skill
+          FROM completed WHERE assigned_to IS NOT NULL)),
+agent_figures AS (
+    INSERT INTO agent_metrics
+    SELECT agent_id, least(count(*), $cap), 0, least(sum(ms), $cap), $now
+    FROM outcomes WHERE skill_kind = 'task_type'
+    GROUP BY agent_id
+    ORDER BY agent_id
+    ON CONFLICT (agent_id) DO UPDATE SET
+        total_completed = least(agent_metrics.total_completed::HUGEINT
+                                + excluded.total_completed, $cap),
+        total_success_ms = least(agent_metrics.total_success_ms::HUGEINT
+                                 + excluded.total_success_ms, $cap),
+        last_updated = excluded.last_updated
+    RETURNING agent_id),
+skill_figures AS (
+    INSERT INTO agent_skill_metrics
+    SELECT agent_id, skill_kind, skill, least(count(*), $cap), 0, least(sum(ms), $cap), $now
+    FROM outcomes
+    GROUP BY agent_id, skill_kind, skill
+    ORDER BY agent_id, skill_kind, skill
+    ON CONFLICT (agent_id, skill_kind, skill) DO UPDATE SET
+        completed = least(agent_skill_metrics.completed::HUGEINT + excluded.completed, $cap),
+        success_ms = least(agent_skill_metrics.success_ms::HUGEINT + excluded.success_ms,
+                           $cap),
+        last_updated = excluded.last_updated
+    RETURNING agent_id)
+SELECT *, list_extract($results::VARCHAR[], list_position($task_ids::VARCHAR[], task_id))
+              AS result,
+       (SELECT count(*) FROM results) AS results, (SELECT count(*) FROM logged) AS logged,
+       (SELECT count(*) FROM released) AS released,
+       (SELECT count(*) FROM agent_figures) AS agent_figures,
+       (SELECT count(*) FROM skill_figures) AS skill_figures
+FROM completed;
 
 -- name: tasks_retry
 -- assigned/running -> pending, each task with one retry used, its back-off and its error
@@ -235,13 +343,6 @@ FROM (SELECT unnest($task_ids::VARCHAR[]) AS task_id, unnest($roots::VARCHAR[]) 
              unnest($reasons::VARCHAR[]) AS reason) i
 WHERE episodic_events.task_id = i.task_id AND episodic_events.task_status = 'pending'
 RETURNING episodic_events.task_id;
-
--- name: dependents_release
--- Count the newly completed dependencies of every task waiting on $task_ids.
-UPDATE episodic_events SET waiting_on = waiting_on - d.completed
-FROM (SELECT task_id, count(*) AS completed FROM task_dependencies
-      WHERE depends_on IN (SELECT unnest($task_ids::VARCHAR[])) GROUP BY task_id) d
-WHERE episodic_events.task_id = d.task_id;
 
 -- name: task_release
 -- assigned/running -> pending without using a retry or waiting a back-off: the attempt

@@ -351,8 +351,9 @@ class AgentRegistry:
             id=agent_id,
             capabilities=self._capabilities(agent_id, graph),
             max_concurrent_tasks=node["max_concurrent_tasks"],
-            success_rate=completed / (completed + failed) if completed + failed else 1.0,
-            avg_completion_ms=figures["total_success_ms"] / completed if completed else 0.0,
+            success_rate=float(success_rates(np.float64(completed), np.float64(failed))),
+            avg_completion_ms=float(mean_durations(
+                np.float64(completed), np.float64(figures["total_success_ms"]))),
             current_load=int(figures["current_load"]),
             total_completed=completed, total_failed=failed,
             last_updated=figures["last_updated"], active=node["active"], metadata=metadata,

@@ -6,12 +6,10 @@ then agent id). ``explain`` shows every step as a DataFrame; ``decide``/``route_
 ``route_batch`` also write the decision to the log.
 
 The steps are array functions (``filter_steps``, ``component_arrays``, ``weighted_score``,
-``rank_eligible``); ``filter_agents`` and ``score_components`` run the same steps over the
-DataFrame of ``registry.routing_frame()``. The router itself runs them over
-``registry.routing_snapshot()`` (the same figures as arrays, the static part cached until
-the agent graph changes), so a decision costs no DataFrame: each call still reads the
-graph's change counter and every agent's figures and live load fresh, and writes one log
-row (``route_batch``: one bulk insert for the whole batch).
+``rank_eligible``) run over ``registry.routing_read()``: every agent's figures and live
+load as arrays, read fresh in one statement, the static part cached until the agent
+graph changes. A decision costs no DataFrame and no write: the log is written behind
+(:mod:`athena_orch.decision_log`).
 """
 
 from __future__ import annotations
@@ -105,19 +103,6 @@ def filter_steps(capable: np.ndarray, active: np.ndarray, load: np.ndarray,
     return steps
 
 
-def filter_agents(agents: pd.DataFrame, requirements: list[str],
-                  exclude: Iterable[str] = ()) -> dict[str, np.ndarray]:
-    """Step 1 over ``registry.routing_frame()``: arrays aligned with its rows."""
-    needed = set(requirements)
-    return filter_steps(
-        np.fromiter((needed <= caps for caps in agents["capability_set"]), dtype=bool,
-                    count=len(agents)),
-        agents["active"].to_numpy(dtype=bool),
-        agents["current_load"].to_numpy(dtype=np.int64),
-        agents["max_concurrent_tasks"].to_numpy(dtype=np.int64),
-        agents["agent_id"].isin(set(exclude)).to_numpy(dtype=bool))
-
-
 def fit_array(sizes: np.ndarray, confidence: np.ndarray, n_requirements: int) -> np.ndarray:
     """fit: capability confidence on the requirements times how specialised the agent is
     ((requirements + 1) / (its capabilities + 1), at most 1)."""
@@ -149,22 +134,6 @@ def component_arrays(completed: np.ndarray, failed: np.ndarray, average_ms: np.n
             ratio = reference / (reference + average_ms)
         speed[timed] = np.where(np.isfinite(ratio[timed]), ratio[timed], 0.5)
     return {"track_record": track, "headroom": headroom, "speed": speed, "fit": fit}
-
-
-def score_components(agents: pd.DataFrame, requirements: list[str], load: np.ndarray,
-                     capacity: np.ndarray, *, prior_success_rate: float,
-                     prior_weight: float) -> dict[str, np.ndarray]:
-    """Step 2 over ``registry.routing_frame()`` (see :func:`component_arrays`)."""
-    sizes = np.fromiter((len(c) for c in agents["capability_set"]), dtype=float,
-                        count=len(agents))
-    confidence = np.fromiter((min((conf.get(r, 0.0) for r in requirements), default=1.0)
-                              for conf in agents["confidence"]), dtype=float, count=len(agents))
-    return component_arrays(
-        agents["total_completed"].to_numpy(dtype=float),
-        agents["total_failed"].to_numpy(dtype=float),
-        agents["avg_completion_ms"].to_numpy(dtype=float), load, capacity,
-        fit_array(sizes, confidence, len(requirements)),
-        prior_success_rate=prior_success_rate, prior_weight=prior_weight)
 
 
 def weighted_score(components: dict[str, np.ndarray], weights: dict[str, float]) -> np.ndarray:
@@ -255,10 +224,9 @@ class _Levels:
 
     def requeue(self, r: int) -> None:
         """Put agent ``r`` back at its current load (if it still has a free slot)."""
-        load, cap = self.loads[r], self.caps[r]
-        if load < cap:
-            s = self.fixed[r] + self.headroom * (1 - load / cap)  # = self.score(r)
-            key = -s if s == s else math.inf
+        load = self.loads[r]
+        if load < self.caps[r]:
+            key = self._key(r)
             level = self.levels.get(key)
             if level is None:
                 self.levels[key] = [(load, r)]
@@ -281,28 +249,17 @@ class _Levels:
     def pick(self) -> int | None:
         """Take the best open agent: highest score, scores within BATCH_TIE of it counting
         as tied, then the lower load, then the lower row (= id). None if none is open."""
-        order, levels, loads, caps = self.order, self.levels, self.loads, self.caps
-        fixed, head, inf = self.fixed, self.headroom, math.inf
-        heappop, heappush = heapq.heappop, heapq.heappush
+        order, levels, loads = self.order, self.levels, self.loads
+        heappop, requeue = heapq.heappop, self.requeue
         while order:  # the best level with an up-to-date entry (= self._top, inlined)
             best = order[0]
             level = levels[best]
             while level:
                 top = level[0]
-                r = top[1]
-                load = loads[r]
-                if load == top[0]:
+                if loads[top[1]] == top[0]:
                     break
                 heappop(level)
-                if load < caps[r]:  # = self.requeue(r), inlined
-                    s = fixed[r] + head * (1 - load / caps[r])
-                    key = -s if s == s else inf
-                    other = levels.get(key)
-                    if other is None:
-                        levels[key] = [(load, r)]
-                        heappush(order, key)  # a lower score: order[0] stays
-                    else:
-                        heappush(other, (load, r))
+                requeue(top[1])  # a lower score: order[0] stays
             else:
                 del levels[heappop(order)]
                 continue
@@ -310,7 +267,7 @@ class _Levels:
         else:
             return None
         limit = -(-best - BATCH_TIE)
-        if best != inf and ((len(order) > 1 and order[1] <= limit)
+        if best != math.inf and ((len(order) > 1 and order[1] <= limit)
                             or (len(order) > 2 and order[2] <= limit)):
             while True:  # every level within BATCH_TIE: a subtree at the heap's root
                 moved, tied, stack = self.moved, [], [0]

@@ -7,13 +7,47 @@ import pandas as pd
 import pytest
 
 from athena_orch.agent_registry import AgentRegistry
-from athena_orch.capability_router import CapabilityRouter
+from athena_orch.capability_router import (
+    CapabilityRouter,
+    component_arrays,
+    filter_steps,
+    fit_array,
+)
 from athena_orch.models import RoutingDecision, TaskStatus
 
 EXPLAIN_COLUMNS = {"agent_id", "capable", "active", "load", "capacity", "at_capacity",
                    "score", "rank", "excluded_reason",
                    "track_record", "headroom", "speed", "fit"}
 WEIGHT_KEYS = {"track_record", "headroom", "speed", "fit"}
+
+
+# ------------------------------------------------ the steps over the DataFrame, by hand
+def filter_agents(agents: pd.DataFrame, requirements, exclude=()):
+    """Step 1 over ``registry.routing_frame()``, written over its columns: the router's
+    own filter runs over arrays; this is the reference it must agree with."""
+    needed = set(requirements)
+    return filter_steps(
+        np.fromiter((needed <= caps for caps in agents["capability_set"]), dtype=bool,
+                    count=len(agents)),
+        agents["active"].to_numpy(dtype=bool),
+        agents["current_load"].to_numpy(dtype=np.int64),
+        agents["max_concurrent_tasks"].to_numpy(dtype=np.int64),
+        agents["agent_id"].isin(set(exclude)).to_numpy(dtype=bool))
+
+
+def score_components(agents: pd.DataFrame, requirements, load, capacity, *,
+                     prior_success_rate, prior_weight):
+    """Step 2 over ``registry.routing_frame()``."""
+    sizes = np.fromiter((len(c) for c in agents["capability_set"]), dtype=float,
+                        count=len(agents))
+    confidence = np.fromiter((min((conf.get(r, 0.0) for r in requirements), default=1.0)
+                              for conf in agents["confidence"]), dtype=float, count=len(agents))
+    return component_arrays(
+        agents["total_completed"].to_numpy(dtype=float),
+        agents["total_failed"].to_numpy(dtype=float),
+        agents["avg_completion_ms"].to_numpy(dtype=float), load, capacity,
+        fit_array(sizes, confidence, len(requirements)),
+        prior_success_rate=prior_success_rate, prior_weight=prior_weight)
 
 
 def _load(queue, agent_id, n):
@@ -401,12 +435,7 @@ def test_a_second_registry_on_the_same_database_is_seen(graph_store, meta_store)
 
 
 def test_dataframe_steps_give_the_explained_scores(orch):
-    from athena_orch.capability_router import (
-        filter_agents,
-        rank_eligible,
-        score_components,
-        weighted_score,
-    )
+    from athena_orch.capability_router import rank_eligible, weighted_score
     reg = orch.registry
     for name, caps, s, f in (("p", ["x", "y"], 3, 2), ("q", ["x"], 9, 1), ("r", ["x"], 0, 0),
                              ("s", ["y"], 2, 0)):
@@ -437,7 +466,7 @@ def _batch_by_hand(orch, tasks, exclude=()):
     """route_batch's rule written plainly: tasks by priority (stable), each scored against
     every open agent with the batch's own picks counted in; ties within 1e-12 of the best
     go to the lower load, then the lower id."""
-    from athena_orch.capability_router import COMPONENTS, filter_agents, score_components
+    from athena_orch.capability_router import COMPONENTS
     router = orch.router
     agents = orch.registry.routing_frame()
     ids = agents["agent_id"].to_numpy()

@@ -143,7 +143,7 @@ def test_a_version_3_file_gains_the_name_column(tmp_path):
                 "'medium', 1, '[]', '[]', 0, 3, 0)", [old])
     con.close()
     with ao.connect(path) as orch:
-        assert orch.db.schema_version == 4
+        assert orch.db.schema_version == max(version for version, _, _ in migrations())
         task = orch.queue.get_task_status(old)
         assert (task.content, task.name) == ("made by release 3", None)
         new = orch.queue.create_tasks([{"content": "a", "task_type": "t", "key": "k"}])[0]

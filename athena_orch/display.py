@@ -21,11 +21,11 @@ from typing import TYPE_CHECKING, Any
 
 import pandas as pd
 
-from .models import Agent, RoutingDecision, Task, TaskStatus
-
-if TYPE_CHECKING:  # pragma: no cover
+if TYPE_CHECKING:  # pragma: no cover - types only: models' reprs import this module
     from .manager import OrchestrationManager
+    from .models import Agent, RoutingDecision, Task, TaskStatus
 
+#: One colour per task state, in the lifecycle's order (TaskStatus's).
 STATUS_COLOURS = {
     "pending": "#6b7280",
     "assigned": "#2563eb",
@@ -120,7 +120,7 @@ def badge(text: Any, colour: str = "#6b7280", faded: bool = False) -> str:
 
 
 def status_badge(status: TaskStatus | str) -> str:
-    value = status.value if isinstance(status, TaskStatus) else str(status)
+    value = str(getattr(status, "value", status))  # a TaskStatus or its string
     return badge(value, STATUS_COLOURS.get(value, "#6b7280"))
 
 
@@ -277,11 +277,11 @@ def status_counts_html(counts: dict[str, int]) -> str:
     """One badge per task state with its count, in lifecycle order."""
     return " ".join(
         badge(
-            f"{s.value} {int(counts.get(s.value, 0))}",
-            STATUS_COLOURS[s.value],
-            faded=not counts.get(s.value, 0),
+            f"{s} {int(counts.get(s, 0))}",
+            colour,
+            faded=not counts.get(s, 0),
         )
-        for s in TaskStatus
+        for s, colour in STATUS_COLOURS.items()
     )
 
 

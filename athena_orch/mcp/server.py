@@ -45,7 +45,7 @@ from starlette.responses import JSONResponse
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from .. import __version__
-from ..exceptions import OrchestrationError
+from ..exceptions import OrchestrationError, ValidationError
 from .handlers import OrchestrationHandlers
 from .tools import TOOL_NAMES
 
@@ -285,19 +285,19 @@ def transport_security(host: str, port: int) -> TransportSecuritySettings | None
 
 def parse_http_address(text: str) -> tuple[str, int]:
     """``HOST:PORT``, ``:PORT``, ``PORT`` or ``[IPv6]:PORT`` -> (host, port); host defaults
-    to 127.0.0.1. Raises ValueError with a readable message."""
+    to 127.0.0.1. Raises ValidationError with a readable message."""
     text = text.strip()
     if text.startswith("["):
         host, sep, port = text[1:].partition("]:")
         if not sep:
-            raise ValueError(f"--http {text!r}: write an IPv6 address as [ADDRESS]:PORT")
+            raise ValidationError(f"--http {text!r}: write an IPv6 address as [ADDRESS]:PORT")
     elif ":" in text:
         host, _, port = text.rpartition(":")
     else:
         host, port = "", text
     host = host or DEFAULT_HOST
     if not port.isdigit() or not 0 < int(port) < 65536:
-        raise ValueError(f"--http {text!r}: expected HOST:PORT with a port from 1 to 65535")
+        raise ValidationError(f"--http {text!r}: expected HOST:PORT with a port from 1 to 65535")
     return host, int(port)
 
 
@@ -396,13 +396,13 @@ def _requeue_seconds(args: argparse.Namespace) -> float:
         return DEFAULT_REQUEUE_SECONDS
     seconds = float(value)
     if not math.isfinite(seconds) or seconds <= 0:
-        raise ValueError(f"{REQUEUE_ENV} must be a positive number of seconds, not {value!r}")
+        raise ValidationError(f"{REQUEUE_ENV} must be a positive number of seconds, not {value!r}")
     return seconds
 
 
 def _token(args: argparse.Namespace) -> str | None:
     """The bearer token from --token, else ATHENA_ORCH_TOKEN; None when neither is given.
-    ValueError for a token no client could send back."""
+    ValidationError for a token no client could send back."""
     if args.token is not None:
         source, token = "--token", args.token
     else:
@@ -410,14 +410,14 @@ def _token(args: argparse.Namespace) -> str | None:
     if token is None:
         return None
     if not token.strip():
-        raise ValueError(
+        raise ValidationError(
             f"{source} is blank: give a secret that clients send as "
             "'Authorization: Bearer TOKEN', or leave the token out on a loopback address"
         )
     if token != token.strip():
-        raise ValueError(f"{source} starts or ends with white space, which clients cannot send")
+        raise ValidationError(f"{source} starts or ends with white space, which clients cannot send")
     if not all(" " <= c <= "~" for c in token):
-        raise ValueError(f"{source} must be printable ASCII: it travels in an HTTP header")
+        raise ValidationError(f"{source} must be printable ASCII: it travels in an HTTP header")
     return token
 
 

@@ -295,92 +295,78 @@ class _PosteriorPool:
     probability of each choice is exactly the share of draws its agent wins.
 
     route_batch keeps a pool per requirement list and task type over the whole batch. A
-    pick only lowers its agent's total (or closes it), so each draw keeps its ``TOP``
-    best agents and a bound on everyone else's total: after a pick only the draws that
-    hold the picked agent among their best are re-sorted, and a draw is recomputed over
-    all agents only when its best fall below that bound.
+    pick only lowers its agent's score (or closes it), so only the draws that agent was
+    winning can change winner: :meth:`moved` marks them, and they are recomputed (all at
+    once) when the pool is next used. ``holders`` (shared by a batch's pools) maps each
+    agent's row to the pools in which it wins a draw, so a pick finds them directly.
     """
 
-    TOP = 8
-
     def __init__(self, rows: np.ndarray, fixed: np.ndarray, draws: np.ndarray,
-                 loads: np.ndarray, caps: np.ndarray, share_head: float, share_track: float):
+                 caps: np.ndarray, share_head: float, share_track: float,
+                 holders: dict[int, set[_PosteriorPool]] | None = None):
         self.rows, self.fixed, self.draws = rows, fixed, draws
         self.caps = caps[rows]
         self.share_head, self.share_track = share_head, share_track
-        self.seen = loads[rows].copy()
-        self.scores = self._open_scores(np.arange(len(rows)))
-        width = min(self.TOP, len(rows))
-        self.best = np.zeros((len(draws), width), dtype=np.intp)  # columns, best first
-        self.bound = np.full(len(draws), -np.inf)  # no other column's total is above
+        self.holders = {} if holders is None else holders
+        self.column = {int(r): k for k, r in enumerate(rows.tolist())}
         self.win = np.full(len(draws), -1)
-        self._rank(np.arange(len(draws)))
+        self.wins: dict[int, set[int]] = {}  # column -> the draws it wins
+        self.dirty: set[int] = set(range(len(draws)))
 
-    def _open_scores(self, cols: np.ndarray) -> np.ndarray:
-        """Score without the draw of the given agents; -inf without a free slot."""
-        seen, caps = self.seen[cols], self.caps[cols]
-        return np.where(seen < caps, self.fixed[cols]
-                        + self.share_head * (1 - seen / np.maximum(caps, 1)), -np.inf)
+    def scores(self, loads: np.ndarray) -> np.ndarray:
+        """Each agent's score without its draw at ``loads``; -inf without a free slot."""
+        load = loads[self.rows]
+        return np.where(load < self.caps, self.fixed + self.share_head
+                        * (1 - load / np.maximum(self.caps, 1)), -np.inf)
 
-    def _totals(self, which: np.ndarray, cols: np.ndarray) -> np.ndarray:
-        return self.scores[cols] + self.share_track * self.draws[which[:, None],
-                                                                 self.rows[cols]]
-
-    def _rank(self, which: np.ndarray) -> None:
-        """Find the best agents of the given draws among all agents."""
-        width = self.best.shape[1]
-        if not len(which) or not width:
+    def _refresh(self, loads: np.ndarray) -> None:
+        """Find the winners of the marked draws."""
+        which = np.fromiter(self.dirty, dtype=np.intp, count=len(self.dirty))
+        self.dirty.clear()
+        if not len(self.rows):
             return
         totals = self.draws[which][:, self.rows]
         totals *= self.share_track
-        totals += self.scores
-        if width < totals.shape[1]:
-            part = np.argpartition(-totals, width, axis=1)
-            self.bound[which] = np.take_along_axis(totals, part[:, width:width + 1],
-                                                   axis=1)[:, 0]
-            cols = part[:, :width]
-        else:
-            cols = np.broadcast_to(np.arange(width), (len(which), width))
-        self._order(which, cols, np.take_along_axis(totals, cols, axis=1))
+        totals += self.scores(loads)
+        best = np.argmax(totals, axis=1)
+        best[~np.isfinite(totals[np.arange(len(which)), best])] = -1
+        self.win[which] = best
+        for m, col in zip(which.tolist(), best.tolist()):
+            if col >= 0:
+                won = self.wins.get(col)
+                if won is None:
+                    won = self.wins[col] = set()
+                    self.holders.setdefault(int(self.rows[col]), set()).add(self)
+                won.add(m)
 
-    def _order(self, which: np.ndarray, cols: np.ndarray, totals: np.ndarray) -> None:
-        order = np.argsort(-totals, axis=1, kind="stable")
-        self.best[which] = np.take_along_axis(cols, order, axis=1)
-        top = np.take_along_axis(totals, order[:, :1], axis=1)[:, 0]
-        self.win[which] = np.where(np.isfinite(top), self.best[which, 0], -1)
+    def moved(self, row: int) -> None:
+        """The agent of table row ``row`` was given a task: its draws need a new look."""
+        won = self.wins.pop(self.column[row], None)
+        if won:
+            self.dirty |= won
 
-    def sync(self, loads: np.ndarray) -> None:
-        """Follow the loads the batch's earlier picks moved."""
-        now = loads[self.rows]
-        changed = np.flatnonzero(now != self.seen)
-        if not len(changed):
-            return
-        self.seen[changed] = now[changed]
-        self.scores[changed] = self._open_scores(changed)
-        moved = np.zeros(len(self.rows), dtype=bool)
-        moved[changed] = True
-        stale = np.flatnonzero(moved[self.best].any(axis=1))
-        if not len(stale):
-            return
-        cols = self.best[stale]
-        totals = self._totals(stale, cols)
-        self._order(stale, cols, totals)
-        lost = totals.max(axis=1) < self.bound[stale]  # someone outside may lead now
-        self._rank(stale[lost])
+    def probabilities(self, loads: np.ndarray) -> np.ndarray:
+        """Each agent's probability of being chosen at ``loads`` (aligned with ``rows``)."""
+        if self.dirty:
+            self._refresh(loads)
+        p = np.zeros(len(self.rows))
+        for col, won in self.wins.items():
+            p[col] = len(won) / len(self.win)
+        return p
 
-    def probabilities(self) -> np.ndarray:
-        """Each agent's probability of being chosen now (aligned with ``rows``)."""
-        return np.bincount(self.win[self.win >= 0], minlength=len(self.rows)) / len(self.win)
-
-    def pick(self, rng: np.random.Generator) -> tuple[int, int, float, float]:
-        """(column, draw, score, probability) of one choice; column -1 when no agent is
-        open."""
-        m = int(rng.integers(len(self.win)))
+    def pick(self, m: int, loads: np.ndarray) -> tuple[int, float, float]:
+        """(column, score, probability) of the winner of draw ``m`` (taken uniformly at
+        random by the caller); column -1 when no agent is open."""
+        if self.dirty:
+            self._refresh(loads)
         col = int(self.win[m])
         if col < 0:
-            return -1, m, math.nan, math.nan
-        score = self.scores[col] + self.share_track * self.draws[m, self.rows[col]]
-        return col, m, float(score), np.count_nonzero(self.win == col) / len(self.win)
+            return -1, math.nan, math.nan
+        r = self.rows[col]
+        load, cap = loads[r], self.caps[col]
+        score = (self.fixed[col] + self.share_head * (1 - load / max(cap, 1))
+                 + self.share_track * self.draws[m, r])
+        return col, float(score), len(self.wins[col]) / len(self.win)
 
 
 def _json_float(x: float) -> str:
@@ -607,17 +593,19 @@ class CapabilityRouter:
         total = sum(weights.values())
         fixed = weighted_score({**components, "track_record": np.zeros(n),
                                 "headroom": np.zeros(n)}, weights)
-        pool = _PosteriorPool(rows, fixed[rows], draws, steps["load"], steps["capacity"],
+        pool = _PosteriorPool(rows, fixed[rows], draws, steps["capacity"],
                               weights["headroom"] / total, weights["track_record"] / total)
-        _, m, _, _ = pool.pick(self._rng)
+        m = int(self._rng.integers(self.posterior_samples))
+        pool.pick(m, steps["load"])
         draw = np.full(n, np.nan)
         draw[rows] = draws[m, rows]
         components["track_record"] = np.where(steps["eligible"], draw,
                                               posterior["posterior_mean"])
         score = weighted_score(components, weights)
-        score[rows] = pool.scores + pool.share_track * draw[rows]  # the pool's own sums
+        score[rows] = (pool.scores(steps["load"])  # the pool's own sums
+                       + pool.share_track * draw[rows])
         probability = np.zeros(n)
-        probability[rows] = pool.probabilities()
+        probability[rows] = pool.probabilities(steps["load"])
         return {**posterior, "draw": draw, "probability": probability, "score": score}
 
     def _decision(self, task_id: str | None, requirements: list[str],
@@ -744,10 +732,12 @@ class CapabilityRouter:
         loads = snapshot.load.copy()
         draws: dict[str | None, np.ndarray] = {}
         pools: dict[tuple, _PosteriorPool] = {}
+        holders: dict[int, set[_PosteriorPool]] = {}
         rank = {p: k for k, p in enumerate(PRIORITIES)}
         chosen: list[int | None] = [None] * len(parsed)
         scores = np.full(len(parsed), math.nan)
         propensity = np.full(len(parsed), math.nan)
+        taken = self._rng.integers(self.posterior_samples, size=len(parsed)).tolist()
         for i in sorted(range(len(parsed)), key=lambda i: rank[parsed[i][2]]):
             _, requirements, _, task_type = parsed[i]
             key = (tuple(sorted(requirements)), task_type)
@@ -763,16 +753,17 @@ class CapabilityRouter:
                                         "fit": fit}, self.weights)
                 rows = np.flatnonzero(table.capable(key[0]) & usable)
                 pool = pools[key] = _PosteriorPool(
-                    rows, fixed[rows], draws[task_type], loads, table.capacity,
-                    self.weights["headroom"] / total, self.weights["track_record"] / total)
-            else:
-                pool.sync(loads)
-            col, _, score, p = pool.pick(self._rng)
+                    rows, fixed[rows], draws[task_type], table.capacity,
+                    self.weights["headroom"] / total, self.weights["track_record"] / total,
+                    holders)
+            col, score, p = pool.pick(taken[i], loads)
             if col < 0:
                 continue
             r = int(pool.rows[col])
             chosen[i], scores[i], propensity[i] = r, score, p
             loads[r] += 1
+            for other in holders.pop(r, ()):
+                other.moved(r)
         return chosen, scores, propensity
 
     # ------------------------------------------------------------------ the log

@@ -285,3 +285,34 @@ def test_route_batch_sends_each_type_to_its_specialist(pair):
     result = pair.router.route_batch(tasks).set_index("task_id")["agent_id"]
     assert list(result[["c0", "c1"]]) == ["coder", "coder"]
     assert list(result[["w0", "w1"]]) == ["writer", "writer"]
+
+
+def test_a_pool_that_follows_picks_agrees_with_one_built_afresh():
+    """route_batch's pools update only the draws a pick can change; at every step their
+    winners and probabilities equal those of a pool computed from scratch."""
+    from athena_orch.capability_router import _PosteriorPool
+
+    rng = np.random.default_rng(0)
+    n_agents, samples = 12, 64
+    draws = rng.beta(2.0, 2.0, size=(samples, n_agents))
+    caps = rng.integers(1, 4, size=n_agents)
+    fixed = rng.uniform(0, 0.3, size=n_agents)
+    loads = np.zeros(n_agents, dtype=np.int64)
+    holders: dict = {}
+    rows_a, rows_b = np.arange(0, n_agents), np.arange(0, n_agents, 2)
+    pools = [_PosteriorPool(rows, fixed[rows], draws, caps, 0.3, 0.4, holders)
+             for rows in (rows_a, rows_b)]
+    for step in range(int(caps.sum()) + 2):
+        pool = pools[step % 2]
+        col, _, p = pool.pick(int(rng.integers(samples)), loads)
+        fresh = _PosteriorPool(pool.rows, pool.fixed, draws, caps, 0.3, 0.4)
+        assert np.array_equal(pool.probabilities(loads), fresh.probabilities(loads))
+        if col < 0:
+            assert (loads[pool.rows] >= caps[pool.rows]).all()
+            continue
+        assert p == fresh.probabilities(loads)[col] > 0
+        r = int(pool.rows[col])
+        assert loads[r] < caps[r]
+        loads[r] += 1
+        for other in holders.pop(r, ()):
+            other.moved(r)

@@ -89,6 +89,9 @@ def build_parser() -> argparse.ArgumentParser:
                         help="how long running handlers may finish after a stop (default 30)")
     worker.add_argument("--until-idle", action="store_true",
                         help="exit once nothing this agent can do is ready or running")
+    worker.add_argument("--assigned-only", action="store_true",
+                        help="run only tasks a dispatcher assigned to this agent (for example "
+                             "with router.route_batch); claim nothing from the open queue")
     return parser
 
 

@@ -986,7 +986,7 @@ def run_worker_cli(args: argparse.Namespace) -> int:
         try:
             worker = Worker(orch, args.agent, handlers, capabilities=capabilities,
                             concurrency=args.concurrency, time_limit=args.time_limit,
-                            grace_seconds=args.grace)
+                            grace_seconds=args.grace, assigned_only=args.assigned_only)
         except (ValidationError, AgentNotFoundError) as exc:
             print(f"athena-orch worker: {exc}", file=sys.stderr)
             return 2

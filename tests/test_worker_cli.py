@@ -161,6 +161,21 @@ def test_until_idle_drains_a_file_and_prints_the_summary(tmp_path):
         check_invariants(orch)
 
 
+def test_assigned_only_runs_what_was_assigned_and_leaves_the_open_queue(tmp_path):
+    db, journal = str(tmp_path / "orch.duckdb"), tmp_path / "journal"
+    ids = make_tasks(db, [0] * 4)
+    with athena_orch.connect(db) as orch:
+        orch.registry.register_agent("bot", ["py"])
+        for task_id in ids[:2]:
+            orch.queue.assign_task(task_id, "bot")
+    summary = finish(spawn(db, journal, "--agent", "bot", "--capabilities", "py",
+                           "--assigned-only", "--until-idle", fast=True))
+    assert summary["completed"] == 2
+    with athena_orch.connect(db) as orch:
+        states = [orch.queue.get_task_status(t).status for t in ids]
+        assert states == [TaskStatus.COMPLETED] * 2 + [TaskStatus.PENDING] * 2
+
+
 def test_sigterm_finishes_what_fits_in_the_grace_period_and_hands_back_the_rest(tmp_path):
     db, journal = str(tmp_path / "orch.duckdb"), tmp_path / "journal"
     slow = make_tasks(db, [PATIENCE] * 2, priority="high")  # claimed first, never finish

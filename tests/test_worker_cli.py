@@ -185,7 +185,9 @@ def test_sigterm_finishes_what_fits_in_the_grace_period_and_hands_back_the_rest(
     wait_for(lambda: ended(journal) >= 3, "three quick tasks done", proc)
     proc.send_signal(signal.SIGTERM)
     summary = finish(proc)
-    assert summary["released"] == 2 and summary["lost"] == summary["errors"] == 0
+    # the two slow tasks are handed back; so is a quick one still running when the grace
+    # period ends (on a busy machine 0.2 s of work can outlast 1 s)
+    assert summary["released"] >= 2 and summary["lost"] == summary["errors"] == 0
 
     events = journal_of(journal)
     with athena_orch.connect(db) as orch:
@@ -197,12 +199,22 @@ def test_sigterm_finishes_what_fits_in_the_grace_period_and_hands_back_the_rest(
                 "released: the worker stopped")
         done = [t for t in quick if q.get_task_status(t).status is TaskStatus.COMPLETED]
         assert len(done) == summary["completed"] >= 3
-        for task_id in quick:  # completed exactly once, or never started and still pending
+        released = 0
+        for task_id in quick:  # completed exactly once, or pending: never started or released
             ends = [e for e in events if e["task"] == task_id and e["event"] == "end"]
+            starts = [e for e in events if e["task"] == task_id and e["event"] == "start"]
             if task_id in done:
                 assert completions(orch, task_id) == 1 and len(ends) == 1
+                continue
+            task = q.get_task_status(task_id)
+            assert task.status is TaskStatus.PENDING and task.retry_count == 0
+            if starts:
+                assert q.get_task_history(task_id)[-1]["detail"].startswith(
+                    "released: the worker stopped")
+                released += 1
             else:
-                assert q.get_task_status(task_id).status is TaskStatus.PENDING and not ends
+                assert not ends
+        assert summary["released"] == 2 + released
         assert q.get_queue_statistics().running_count == 0
         assert orch.registry.get_agent("bot").total_failed == 0
         check_invariants(orch)

@@ -24,8 +24,8 @@ class Wakeups:
     def __init__(self) -> None:
         self._changed = threading.Condition()
         self.generation = 0
-        self.waiting = 0  # threads asleep in wait(): a listener runs only while there are
-        self._on_first_waiter: Callable[[], None] | None = None
+        self.waiting = 0  # threads asleep in wait() now
+        self._before_wait: Callable[[], None] | None = None
 
     def notify(self) -> None:
         with self._changed:
@@ -35,8 +35,8 @@ class Wakeups:
     def wait(self, seen: int, timeout: float) -> int:
         """Sleep until the generation differs from ``seen`` or ``timeout`` seconds pass;
         returns the generation now."""
-        if self._on_first_waiter is not None:
-            self._on_first_waiter()
+        if self._before_wait is not None:
+            self._before_wait()
         with self._changed:
             self.waiting += 1
             try:
@@ -47,7 +47,7 @@ class Wakeups:
 
     def when_waited(self, start: Callable[[], None]) -> None:
         """Call ``start`` (idempotent: e.g. start a listener) before every wait."""
-        self._on_first_waiter = start
+        self._before_wait = start
 
 
 _by_key: dict[str, Wakeups] = {}

@@ -13,7 +13,6 @@ import dataclasses
 import json
 import threading
 import time
-from collections import Counter
 from collections.abc import Callable, Iterable
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -31,7 +30,6 @@ from .exceptions import (
     DuplicateTaskError,
     InvalidTransitionError,
     StaleAttemptError,
-    StorageError,
     TaskNotFoundError,
     ValidationError,
     shown,
@@ -39,6 +37,7 @@ from .exceptions import (
 from .models import ACTIVE_STATES, PRIORITIES, QueueStatistics, Task, TaskEvent, TaskStatus
 from .stores import EpisodicStore, GraphStore, MetaStore, SubscriptionStore
 from .stores.episodic import json_lists, paused_gc
+from .stores.meta import outcome_figures
 
 PENDING, ASSIGNED, RUNNING = TaskStatus.PENDING, TaskStatus.ASSIGNED, TaskStatus.RUNNING
 COMPLETED, FAILED, BLOCKED, CANCELLED = (
@@ -442,9 +441,15 @@ class TaskQueue:
     def _complete(self, task_ids: list[str], texts: list[str], durations: list[int | None],
                   agent_id: str | None, attempts: list[int | None] | None) -> list[Task]:
         now = self._now()
-        tasks = self.episodic.complete(task_ids, texts, durations, agent_id, attempts, now)
-        if tasks is None:
-            raise self._why_not_completed(task_ids, agent_id, attempts)
+        current = self.episodic.lock_tasks(task_ids)
+        for task_id, attempt in zip(task_ids, attempts or [None] * len(task_ids)):
+            task = current.get(task_id)
+            if task is None:
+                raise TaskNotFoundError(f"task {shown(task_id)} does not exist")
+            _check_attempt(task, "complete", agent_id, attempt)
+            if task.status is not RUNNING:
+                raise InvalidTransitionError(task_id, task.status.value, "complete")
+        tasks = self.episodic.complete([current[t] for t in task_ids], texts, durations, now)
         by_assignee: dict[str | None, list[str]] = {}
         for task in tasks:
             by_assignee.setdefault(task.assigned_to, []).append(task.id)
@@ -453,56 +458,6 @@ class TaskQueue:
                              dict(zip(task_ids, texts)) if self.events.active else None)
         self.db.announce_work()  # dependents released, capacity freed
         return tasks
-
-    def _why_not_completed(self, task_ids: list[str], agent_id: str | None,
-                           attempts: list[int | None] | None) -> Exception:
-        """The error of the first task, in call order, that a refused completion could
-        not complete."""
-        current = self.episodic.lock_tasks(task_ids)
-        for task_id, attempt in zip(task_ids, attempts or [None] * len(task_ids)):
-            task = current.get(task_id)
-            if task is None:
-                return TaskNotFoundError(f"task {shown(task_id)} does not exist")
-            _check_attempt(task, "complete", agent_id, attempt)
-            if task.status is not RUNNING:
-                return InvalidTransitionError(task_id, task.status.value, "complete")
-        return StorageError(f"completing {shown(task_ids, 200)} was refused, and every "
-                            "task is completable now: retry")
-
-    def _record_outcomes(self, now: datetime, attempts: list[tuple[str, Task]], *,
-                         success: bool) -> None:
-        """Add finished attempts, (agent, task) pairs taken before the task rows changed,
-        to their agents' figures and to the agents' figures per task type and per required
-        capability (what the learning router learns from): two statements, agents in id
-        order, the last writes of a transaction, after its task rows (the global lock
-        order)."""
-        agents: Counter = Counter()  # agent (or agent, kind, skill) -> attempts
-        skills: Counter = Counter()
-        times: Counter = Counter()  # the same keys -> summed success milliseconds
-        for agent, task in attempts:
-            ms = (task.execution_duration_ms or 0) if success else 0
-            keys = [(agent, "task_type", task.task_type)]
-            keys += [(agent, "capability", r) for r in dict.fromkeys(task.requirements)]
-            agents[agent] += 1
-            times[agent] += ms
-            for key in keys:
-                skills[key] += 1
-                times[key] += ms
-        if not agents:
-            return
-        ids = sorted(agents)
-        counts = [agents[a] for a in ids]
-        zeros = [0] * len(ids)
-        self.meta.record_outcomes(ids, now, completed=counts if success else zeros,
-                                  failed=zeros if success else counts,
-                                  success_ms=[times[a] for a in ids])
-        keys = sorted(skills)
-        counts = [skills[k] for k in keys]
-        zeros = [0] * len(keys)
-        self.meta.record_skill_outcomes(
-            [k[0] for k in keys], [k[1] for k in keys], [k[2] for k in keys], now,
-            completed=counts if success else zeros, failed=zeros if success else counts,
-            success_ms=[times[k] for k in keys])
 
     def fail_task(self, task_id: str, error: str, should_retry: bool = True, *,
                   agent_id: str | None = None, attempt: int | None = None) -> Task:
@@ -544,7 +499,7 @@ class TaskQueue:
         self.episodic.fail([t for t, _ in final], [e for _, e in final], now)
         self._log_many(moves, now)
         self._block_downstream([t.id for t, _ in final], "failed", now)
-        self._record_outcomes(now, attempts, success=False)
+        self.meta.record_failures(outcome_figures(attempts, success=False), now)
         if tasks:
             self.db.announce_work()  # retries, freed capacity
         return tasks

@@ -10,7 +10,7 @@ import operator
 import re
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
 
@@ -20,7 +20,7 @@ import pandas as pd
 from ..models import Task, TaskStatus
 from .database import Database
 from .graph import HAS_CAPABILITY, entity_id
-from .meta import FIGURE_CAP
+from .meta import FIGURE_CAP, outcome_figures
 
 
 @contextmanager
@@ -170,6 +170,12 @@ def row_to_task(row: dict[str, Any]) -> Task:
     return tasks_from_rows(list(row), [tuple(row.values())])[0]
 
 
+def _epoch_ms(moment: datetime) -> int:
+    """DuckDB's ``epoch_ms``: whole milliseconds since 1970 (rounded down)."""
+    return (moment - _EPOCH) // timedelta(milliseconds=1)
+
+
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _EPOCH_DB = datetime(1970, 1, 1, tzinfo=DB_UTC)
 
 
@@ -234,22 +240,28 @@ class EpisodicStore:
               lease_until: datetime, task_types: list[str] | None = None) -> list[Task] | None:
         """Give the agent up to ``limit`` of the best ready tasks it can do (of
         ``task_types`` only, if given), within its free capacity, in queue order, with
-        their history, in one statement (PostgreSQL: after locking the agent's row, so
-        its claims queue up and each counts the load the previous left); none if it is
-        inactive or at capacity, None if it is not registered."""
+        their history: a pick and a write (PostgreSQL: after locking the agent's row, so
+        its claims queue up and each counts the load the previous left). None if it is
+        inactive or at capacity; None if it is not registered."""
         agent_key = entity_id("agent", agent_id)
         if not self.db.one_writer and not self.db.fetch_rows("agent_capacity",
                                                               agent_key=agent_key):
             return None
-        tasks = self._tasks("tasks_claim", by_column=True, agent_id=agent_id, limit=limit,
+        tasks = self._tasks("tasks_claim_pick", by_column=True, agent_id=agent_id, limit=limit,
                             agent_key=agent_key, relation_type=HAS_CAPABILITY,
                             capability_prefix=entity_id("capability", ""), now=now,
-                            lease_until=lease_until, status=status.value,
                             task_types=task_types)
         if not tasks:
             registered = not self.db.one_writer or self.db.fetch_rows("agent_capacity",
                                                                       agent_key=agent_key)
             return [] if registered else None
+        self.db.execute("tasks_claim_mark", task_ids=[t.id for t in tasks], agent_id=agent_id,
+                        status=status.value, now=now, lease_until=lease_until)
+        now, lease_until = now.astimezone(DB_UTC), lease_until.astimezone(DB_UTC)
+        for task in tasks:  # as tasks_claim_mark wrote them
+            task.status, task.assigned_to, task.assigned_at = status, agent_id, now
+            task.started_at = now if status is TaskStatus.RUNNING else None
+            task.lease_until, task.attempt = lease_until, task.attempt + 1
         return tasks
 
     def start(self, task_id: str, now: datetime, lease_until: datetime, *,
@@ -268,26 +280,33 @@ class EpisodicStore:
         transaction."""
         return {t.id: t for t in self._tasks("tasks_lock", by_column=True, task_ids=task_ids)}
 
-    def complete(self, task_ids: list[str], results: list[str], durations: list[int | None],
-                 agent_id: str | None, attempts: list[int | None] | None,
-                 now: datetime) -> list[Task] | None:
-        """Complete these tasks, all or none, in one statement (PostgreSQL: after locking
-        them in id order): each must be running under the caller's attempt (``agent_id``,
-        its ``attempts`` entry; None: any). Each result becomes an event linked from its
-        task, a duration of None is the time since the start, and the history, the
-        dependents' count and the agents' figures are written with them. Returns the
-        tasks as written, in ``task_ids`` order, or None when any is not completable
-        (then nothing changed)."""
-        if not self.db.one_writer:
-            self.lock_tasks(task_ids)
-        done = self._tasks("tasks_complete", by_column=True, task_ids=task_ids,
-                           results=results, durations=durations,
-                           attempts=attempts or [None] * len(task_ids), agent_id=agent_id,
-                           now=now, cap=FIGURE_CAP)
-        if not done:
-            return None
-        by_id = {t.id: t for t in done}
-        return [by_id[t] for t in task_ids]
+    def complete(self, tasks: list[Task], results: list[str], durations: list[int | None],
+                 now: datetime) -> list[Task]:
+        """Complete these running tasks (read with :meth:`lock_tasks`) in one statement:
+        each result becomes an event linked from its task (a duration of None is the time
+        since the start), with their history, their dependents' counts and their agents'
+        figures. Returns them as written."""
+        since = {t.started_at: _epoch_ms(now) - _epoch_ms(t.started_at)
+                 for t in {t.started_at: t for t in tasks if t.started_at is not None}.values()}
+        durations = [d if d is not None or t.started_at is None else since[t.started_at]
+                     for t, d in zip(tasks, durations)]
+        for task, duration in zip(tasks, durations):
+            task.execution_duration_ms = duration
+        figures = outcome_figures([(t.assigned_to, t) for t in tasks if t.assigned_to],
+                                  success=True)
+        self.db.execute("tasks_complete", task_ids=[t.id for t in tasks], results=results,
+                        durations=durations, assignees=[t.assigned_to for t in tasks],
+                        agent_ids=figures.agents, agent_completed=figures.agent_counts,
+                        agent_ms=figures.agent_ms, skill_agents=figures.skill_agents,
+                        skill_kinds=figures.skill_kinds, skills=figures.skills,
+                        skill_completed=figures.skill_counts, skill_ms=figures.skill_ms,
+                        now=now, cap=FIGURE_CAP)
+        ids = dict(self.db.fetch_rows("result_event_ids", task_ids=[t.id for t in tasks]))
+        now = now.astimezone(DB_UTC)
+        for task, result in zip(tasks, results):  # as written
+            task.status, task.completed_at, task.success = TaskStatus.COMPLETED, now, True
+            task.result_task_id, task.lease_until, task.result = ids[task.id], None, result
+        return tasks
 
     def retry(self, tasks: list[Task], errors: list[str], retry_untils: list[datetime]
               ) -> list[Task]:

@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+from collections import Counter
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
 import pandas as pd
 
+from ..models import Task
 from .database import Database
 
 #: Agent figures (counts and summed milliseconds) saturate here: BIGINT holds 2**63 - 1,
@@ -14,6 +17,44 @@ from .database import Database
 FIGURE_CAP = 2**62
 #: What a skill figure counts outcomes of: the task's type, or each of its requirements.
 SKILL_KINDS = ("task_type", "capability")
+
+
+@dataclass
+class OutcomeFigures:
+    """What finished attempts add to the figures, each sum stopped at FIGURE_CAP: per agent
+    (in id order) and per agent x skill (its task type, and each distinct capability it
+    required; in key order), as counts and summed success milliseconds."""
+
+    agents: list[str]
+    agent_counts: list[int]
+    agent_ms: list[int]
+    skill_agents: list[str]
+    skill_kinds: list[str]
+    skills: list[str]
+    skill_counts: list[int]
+    skill_ms: list[int]
+
+
+def outcome_figures(attempts: list[tuple[str, Task]], *, success: bool) -> OutcomeFigures:
+    """The figures of finished attempts, (agent, task) pairs: a success counts the task's
+    ``execution_duration_ms``, a failure no time."""
+    agents: Counter = Counter()
+    skills: Counter = Counter()
+    times: Counter = Counter()  # the same keys -> summed success milliseconds
+    for agent, task in attempts:
+        ms = (task.execution_duration_ms or 0) if success else 0
+        keys = [(agent, "task_type", task.task_type)]
+        keys += [(agent, "capability", r) for r in dict.fromkeys(task.requirements)]
+        agents[agent] += 1
+        times[agent] += ms
+        for key in keys:
+            skills[key] += 1
+            times[key] += ms
+    ids, keys = sorted(agents), sorted(skills)
+    return OutcomeFigures(
+        ids, [min(agents[a], FIGURE_CAP) for a in ids], [min(times[a], FIGURE_CAP) for a in ids],
+        [k[0] for k in keys], [k[1] for k in keys], [k[2] for k in keys],
+        [min(skills[k], FIGURE_CAP) for k in keys], [min(times[k], FIGURE_CAP) for k in keys])
 
 
 class MetaStore:
@@ -34,6 +75,17 @@ class MetaStore:
         sum stops at FIGURE_CAP."""
         self.db.execute("metrics_record", agent_ids=agent_ids, completed=completed,
                         failed=failed, success_ms=success_ms, now=now, cap=FIGURE_CAP)
+
+    def record_failures(self, figures: OutcomeFigures, now: datetime) -> None:
+        """Add failed attempts (:func:`outcome_figures`) to the agents' figures, agents
+        first, in key order (the global lock order)."""
+        if not figures.agents:
+            return
+        self.record_outcomes(figures.agents, now, completed=[0] * len(figures.agents),
+                             failed=figures.agent_counts, success_ms=figures.agent_ms)
+        self.record_skill_outcomes(figures.skill_agents, figures.skill_kinds, figures.skills,
+                                   now, completed=[0] * len(figures.skills),
+                                   failed=figures.skill_counts, success_ms=figures.skill_ms)
 
     def record_skill_outcomes(self, agent_ids: list[str], kinds: list[str], skills: list[str],
                               now: datetime, *, completed: list[int], failed: list[int],

@@ -87,32 +87,33 @@ RETURNING *;
 
 -- name: agent_capacity
 -- How many tasks an agent may hold at once (its max_concurrent_tasks while active, 0
--- while paused); no row when it is not registered. Read after a claim that handed out
--- nothing, to tell an unknown agent from one with nothing to do; PostgreSQL's also locks
--- the agent's row before a claim (see postgres/queries.sql).
+-- while paused); no row when it is not registered. Read after a pick that found nothing,
+-- to tell an unknown agent from one with nothing to do; PostgreSQL's also locks the
+-- agent's row before a claim (see postgres/queries.sql).
 SELECT CASE WHEN json_extract(properties, '$.active')::BOOLEAN
             THEN json_extract(properties, '$.max_concurrent_tasks')::INTEGER ELSE 0 END
 FROM graph_entities WHERE entity_id = $agent_key;
 
--- name: tasks_claim
--- A whole claim in one statement: the best ready tasks an agent has every capability
--- for (priority, then age, then insertion), up to $limit and its free capacity (its
--- max_concurrent_tasks while active, less its load), handed to it as $status
--- ('assigned', or 'running' to start them at once) as a new attempt each, with their
--- history ('claimed', then 'started'); returns them as written, best first (times as
--- microseconds since 1970: DuckDB hands out integers ten times faster than datetimes).
--- Each write reads the RETURNING of the one before (DuckDB evaluates a plain CTE again
--- wherever it is read, after writes), and the final SELECT reads every write (DuckDB
--- 2.0.1 binds the columns of a write CTE that nothing reads wrongly). For speed, the order is found on three columns
--- before the rows are read, and each distinct requirements text is parsed once.
-WITH free AS (
-    SELECT CASE WHEN json_extract(properties, '$.active')::BOOLEAN
-                THEN json_extract(properties, '$.max_concurrent_tasks')::INTEGER ELSE 0 END
-           - (SELECT count(*) FROM episodic_events
-              WHERE assigned_to = $agent_id AND task_status IN ('assigned', 'running'))
-           AS slots
-    FROM graph_entities WHERE entity_id = $agent_key),
-picked AS (
+-- name: tasks_claim_pick
+-- The best ready tasks an agent has every capability for (priority, then age, then
+-- insertion), up to $limit and its free capacity (its max_concurrent_tasks while active,
+-- less its load), best first, as task rows (times as microseconds since 1970: DuckDB
+-- hands out integers ten times faster than datetimes). The caller hands them out with
+-- tasks_claim_mark right after: DuckDB has one writer and the caller holds the
+-- connection, PostgreSQL locks the rows it picks. For speed, the order is found on three
+-- columns before the rows are read, and each distinct requirements text is parsed once.
+SELECT e.task_id, e.content, e.task_type, e.task_status, e.priority,
+       e.requirements, e.dependencies, e.assigned_to,
+       epoch_us(e.created_at) AS created_at,
+       epoch_us(e.assigned_at) AS assigned_at,
+       epoch_us(e.started_at) AS started_at,
+       epoch_us(e.completed_at) AS completed_at,
+       epoch_us(e.retry_until) AS retry_until,
+       epoch_us(e.lease_until) AS lease_until,
+       e.error_message, e.retry_count, e.execution_duration_ms, e.max_retries,
+       e.estimated_duration_ms, e.result_task_id, e.blocked_by, e.task_batch_id,
+       e.idempotency_key, e.success, e.attempt, e.name
+FROM (
     SELECT id, row_number() OVER (ORDER BY priority_rank, created_at, id) AS position
     FROM (
         SELECT t.id, t.priority_rank, t.created_at
@@ -130,36 +131,43 @@ picked AS (
                         list_transform(from_json(r, '["VARCHAR"]'),
                                        lambda x: $capability_prefix || x)))
         ORDER BY t.priority_rank, t.created_at, t.id
-        LIMIT $limit)),
-handed AS (
-    UPDATE episodic_events
-    SET task_status = $status, assigned_to = $agent_id, assigned_at = $now,
-        started_at = CASE WHEN $status = 'running' THEN $now END, lease_until = $lease_until,
-        attempt = coalesce(episodic_events.attempt, 0) + 1
-    FROM picked
-    WHERE episodic_events.id = picked.id AND picked.position <= (SELECT slots FROM free)
-    RETURNING episodic_events.id, task_id, content, task_type, task_status, priority,
-              priority_rank, requirements, dependencies, assigned_to,
-              epoch_us(created_at) AS created_at, epoch_us(assigned_at) AS assigned_at,
-              epoch_us(started_at) AS started_at, epoch_us(completed_at) AS completed_at,
-              epoch_us(retry_until) AS retry_until, epoch_us(lease_until) AS lease_until,
-              error_message, retry_count, execution_duration_ms, max_retries,
-              estimated_duration_ms, result_task_id, blocked_by, task_batch_id,
-              idempotency_key, success, attempt, name),
-logged AS (
+        LIMIT $limit)) p
+JOIN episodic_events e ON e.id = p.id
+WHERE p.position <= (
+    SELECT CASE WHEN json_extract(properties, '$.active')::BOOLEAN
+                THEN json_extract(properties, '$.max_concurrent_tasks')::INTEGER ELSE 0 END
+           - (SELECT count(*) FROM episodic_events
+              WHERE assigned_to = $agent_id AND task_status IN ('assigned', 'running'))
+    FROM graph_entities WHERE entity_id = $agent_key)
+ORDER BY p.position;
+
+-- name: tasks_claim_mark
+-- Hand the picked pending tasks to the agent as $status ('assigned', or 'running' to
+-- start them at once), each as a new attempt, and write their history ('claimed', then
+-- 'started'), in one statement. No RETURNING on the update: in DuckDB that turns it into
+-- a delete and an insert of every row (5,000 rows: 120 ms instead of 14); the caller
+-- knows the rows from tasks_claim_pick. The update reads the history insert, as DuckDB
+-- 2.0.1 binds the columns of a data-modifying CTE that nothing reads wrongly.
+WITH logged AS (
     INSERT INTO episodic_events (timestamp, event_type, content, outcome, context_task,
                                  context_phase)
     SELECT $now, 'task_transition',
            json_object('from_status', s.from_status, 'to_status', s.to_status,
                        'agent_id', $agent_id, 'detail', s.detail)::VARCHAR,
-           s.to_status, h.task_id, s.to_status
-    FROM handed h, (VALUES (1, 'pending', 'assigned', 'claimed'),
-                           (2, 'assigned', 'running', 'started')) s(step, from_status, to_status, detail)
+           s.to_status, t.task_id, s.to_status
+    FROM (SELECT unnest($task_ids::VARCHAR[]) AS task_id,
+                 generate_subscripts($task_ids::VARCHAR[], 1) AS position) t,
+         (VALUES (1, 'pending', 'assigned', 'claimed'),
+                 (2, 'assigned', 'running', 'started')) s(step, from_status, to_status, detail)
     WHERE s.step = 1 OR $status = 'running'
-    ORDER BY s.step, h.priority_rank, h.created_at, h.id
+    ORDER BY s.step, t.position
     RETURNING id)
-SELECT *, (SELECT count(*) FROM logged) AS logged FROM handed
-ORDER BY priority_rank, created_at, id;
+UPDATE episodic_events
+SET task_status = $status, assigned_to = $agent_id, assigned_at = $now,
+    started_at = CASE WHEN $status = 'running' THEN $now END, lease_until = $lease_until,
+    attempt = coalesce(attempt, 0) + 1
+WHERE task_id IN (SELECT unnest($task_ids::VARCHAR[])) AND task_status = 'pending'
+  AND (SELECT count(*) FROM logged) > 0;
 
 -- name: task_start
 -- assigned -> running with its history, in one statement, if the caller's attempt (agent
@@ -200,79 +208,37 @@ FROM episodic_events
 WHERE task_id IN (SELECT unnest($task_ids::VARCHAR[]));
 
 -- name: tasks_complete
--- Complete running tasks in one statement, all or none: if every one of $task_ids is
--- running under the caller's attempt (agent $agent_id, each task's $attempts; NULLs: any),
--- the task is completed with its execution time (a NULL duration: the time since its
--- start) and its result becomes an event linked from it; its history is written, the
--- tasks waiting on it count one dependency less, and its agent's figures (totals, per
--- task type, per required capability) count the success. Else nothing changes and no
--- row comes back (the caller reads why). Returns the tasks as written (times as in
--- tasks_claim) with their result. Each write reads the RETURNING of the update, never
--- the table again, and the final SELECT reads every write (see tasks_claim).
-WITH given AS (
-    SELECT unnest($task_ids::VARCHAR[]) AS task_id, unnest($results::VARCHAR[]) AS result,
-           unnest($durations::BIGINT[]) AS duration_ms, unnest($attempts::INTEGER[]) AS attempt),
-completable AS (
-    SELECT count(*) AS n FROM given g JOIN episodic_events e ON e.task_id = g.task_id
-    WHERE e.task_status = 'running'
-      AND ($agent_id::VARCHAR IS NULL OR e.assigned_to = $agent_id::VARCHAR)
-      AND (g.attempt IS NULL OR coalesce(e.attempt, 0) = g.attempt)),
-completed AS (
-    UPDATE episodic_events
-    SET task_status = 'completed', completed_at = $now, success = TRUE, lease_until = NULL,
-        outcome = 'success', result_task_id = nextval('episodic_events_id_seq'),
-        execution_duration_ms = coalesce(g.duration_ms, epoch_ms($now::TIMESTAMPTZ)
-                                         - epoch_ms(episodic_events.started_at))
-    FROM given g
-    WHERE episodic_events.task_id = g.task_id AND episodic_events.task_status = 'running'
-      AND (SELECT n FROM completable) = len($task_ids::VARCHAR[])
-    RETURNING episodic_events.task_id, content, task_type, task_status, priority,
-              requirements, dependencies, assigned_to,
-              epoch_us(created_at) AS created_at, epoch_us(assigned_at) AS assigned_at,
-              epoch_us(started_at) AS started_at, epoch_us(completed_at) AS completed_at,
-              epoch_us(retry_until) AS retry_until, epoch_us(lease_until) AS lease_until,
-              error_message, retry_count, execution_duration_ms, max_retries,
-              estimated_duration_ms, result_task_id, blocked_by, task_batch_id,
-              idempotency_key, success, episodic_events.attempt, name),
-results AS (
-    INSERT INTO episodic_events (id, timestamp, event_type, content, outcome, context_task,
+-- running -> completed for the given tasks (read with tasks_lock and checked), in one
+-- statement: each result becomes an event linked from its task, the task gets its
+-- execution time, its history is written, the tasks waiting on it count one dependency
+-- less, and the agents' figures (lists of equal length, in agent order, as metrics_record
+-- and skill_metrics_record) count the successes. No RETURNING on the task update (see
+-- tasks_claim_mark); the update reads every insert (the same DuckDB caveat).
+WITH results AS (
+    INSERT INTO episodic_events (timestamp, event_type, content, outcome, context_task,
                                  context_phase)
-    SELECT result_task_id, $now, 'task_result',
-           list_extract($results::VARCHAR[], list_position($task_ids::VARCHAR[], task_id)), 'success',
-           task_id, 'completed'
-    FROM completed
-    RETURNING id),
+    SELECT $now, 'task_result', unnest($results::VARCHAR[]), 'success',
+           unnest($task_ids::VARCHAR[]), 'completed'
+    RETURNING context_task AS task_id, id),
 logged AS (
     INSERT INTO episodic_events (timestamp, event_type, content, outcome, context_task,
                                  context_phase)
     SELECT $now, 'task_transition',
            json_object('from_status', 'running', 'to_status', 'completed',
-                       'agent_id', assigned_to, 'detail', 'completed')::VARCHAR,
+                       'agent_id', agent_id, 'detail', 'completed')::VARCHAR,
            'completed', task_id, 'completed'
-    FROM completed ORDER BY result_task_id
+    FROM (SELECT unnest($task_ids::VARCHAR[]) AS task_id,
+                 unnest($assignees::VARCHAR[]) AS agent_id)
     RETURNING id),
 released AS (
     UPDATE episodic_events SET waiting_on = waiting_on - d.completed
-    FROM (SELECT dep.task_id, count(*) AS completed
-          FROM task_dependencies dep JOIN completed c ON dep.depends_on = c.task_id
-          GROUP BY dep.task_id) d
-    WHERE episodic_events.task_id = d.task_id
-    RETURNING episodic_events.id),
-outcomes AS (
-    SELECT assigned_to AS agent_id, 'task_type' AS skill_kind, task_type AS skill,
-           coalesce(execution_duration_ms, 0) AS ms
-    FROM completed WHERE assigned_to IS NOT NULL
-    UNION ALL
-    SELECT assigned_to, 'capability', skill, ms
-    FROM (SELECT DISTINCT assigned_to, task_id, coalesce(execution_duration_ms, 0) AS ms,
-                          unnest(from_json(requirements, '["VARCHAR"]')) AS skill
-          FROM completed WHERE assigned_to IS NOT NULL)),
+    FROM (SELECT task_id, count(*) AS completed FROM task_dependencies
+          WHERE depends_on IN (SELECT unnest($task_ids::VARCHAR[])) GROUP BY task_id) d
+    WHERE episodic_events.task_id = d.task_id),
 agent_figures AS (
     INSERT INTO agent_metrics
-    SELECT agent_id, least(count(*), $cap), 0, least(sum(ms), $cap), $now
-    FROM outcomes WHERE skill_kind = 'task_type'
-    GROUP BY agent_id
-    ORDER BY agent_id
+    SELECT unnest($agent_ids::VARCHAR[]), unnest($agent_completed::BIGINT[]), 0,
+           unnest($agent_ms::BIGINT[]), $now
     ON CONFLICT (agent_id) DO UPDATE SET
         total_completed = least(agent_metrics.total_completed::HUGEINT
                                 + excluded.total_completed, $cap),
@@ -282,23 +248,29 @@ agent_figures AS (
     RETURNING agent_id),
 skill_figures AS (
     INSERT INTO agent_skill_metrics
-    SELECT agent_id, skill_kind, skill, least(count(*), $cap), 0, least(sum(ms), $cap), $now
-    FROM outcomes
-    GROUP BY agent_id, skill_kind, skill
-    ORDER BY agent_id, skill_kind, skill
+    SELECT unnest($skill_agents::VARCHAR[]), unnest($skill_kinds::VARCHAR[]),
+           unnest($skills::VARCHAR[]), unnest($skill_completed::BIGINT[]), 0,
+           unnest($skill_ms::BIGINT[]), $now
     ON CONFLICT (agent_id, skill_kind, skill) DO UPDATE SET
         completed = least(agent_skill_metrics.completed::HUGEINT + excluded.completed, $cap),
         success_ms = least(agent_skill_metrics.success_ms::HUGEINT + excluded.success_ms,
                            $cap),
         last_updated = excluded.last_updated
     RETURNING agent_id)
-SELECT *, list_extract($results::VARCHAR[], list_position($task_ids::VARCHAR[], task_id))
-              AS result,
-       (SELECT count(*) FROM results) AS results, (SELECT count(*) FROM logged) AS logged,
-       (SELECT count(*) FROM released) AS released,
-       (SELECT count(*) FROM agent_figures) AS agent_figures,
-       (SELECT count(*) FROM skill_figures) AS skill_figures
-FROM completed;
+UPDATE episodic_events
+SET task_status = 'completed', completed_at = $now, execution_duration_ms = i.duration_ms,
+    success = TRUE, result_task_id = results.id, lease_until = NULL, outcome = 'success'
+FROM (SELECT unnest($task_ids::VARCHAR[]) AS task_id,
+             unnest($durations::BIGINT[]) AS duration_ms) i
+JOIN results ON results.task_id = i.task_id
+WHERE episodic_events.task_id = i.task_id AND episodic_events.task_status = 'running'
+  AND (SELECT count(*) FROM logged) > 0 AND (SELECT count(*) FROM agent_figures) >= 0
+  AND (SELECT count(*) FROM skill_figures) >= 0;
+
+-- name: result_event_ids
+-- The result event of each of the given tasks.
+SELECT task_id, result_task_id FROM episodic_events
+WHERE task_id IN (SELECT unnest($task_ids::VARCHAR[]));
 
 -- name: tasks_retry
 -- assigned/running -> pending, each task with one retry used, its back-off and its error

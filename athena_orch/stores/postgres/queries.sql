@@ -39,9 +39,9 @@ SELECT CASE WHEN (properties::jsonb ->> 'active')::boolean
 FROM graph_entities WHERE entity_id = $agent_key::text
 FOR UPDATE;
 
--- name: tasks_claim
+-- name: tasks_claim_pick
 -- As in DuckDB, after agent_capacity locked the agent's row (so this statement's
--- snapshot counts the load the agent's previous claim left); the picked rows are locked
+-- snapshot counts the load the agent's previous claim left), locking the chosen rows
 -- with SKIP LOCKED, so claimers for different agents never wait on each other's tasks.
 WITH capabilities AS (
     SELECT coalesce(array_agg(target_id), '{}') AS targets FROM graph_relations
@@ -52,41 +52,44 @@ free AS (
                     - (SELECT count(*) FROM episodic_events
                        WHERE assigned_to = $agent_id::text
                          AND task_status IN ('assigned', 'running')), 0) AS slots
-    FROM graph_entities WHERE entity_id = $agent_key::text),
-picked AS (
-    SELECT t.id FROM episodic_events t
-    WHERE t.task_status = 'pending' AND t.waiting_on = 0
-      AND (t.retry_until IS NULL OR t.retry_until <= $now::timestamptz)
-      AND ($task_types::text[] IS NULL OR t.task_type = ANY($task_types::text[]))
-      AND ARRAY(SELECT $capability_prefix::text || r
-                FROM jsonb_array_elements_text(t.requirements::jsonb) r)
-          <@ (SELECT targets FROM capabilities)
-    ORDER BY t.priority_rank, t.created_at, t.id
-    LIMIT least($limit::bigint, coalesce((SELECT slots FROM free), 0))
-    FOR UPDATE OF t SKIP LOCKED),
-handed AS (
-    UPDATE episodic_events
-    SET task_status = $status::text, assigned_to = $agent_id::text,
-        assigned_at = $now::timestamptz,
-        started_at = CASE WHEN $status::text = 'running' THEN $now::timestamptz END,
-        lease_until = $lease_until::timestamptz,
-        attempt = coalesce(episodic_events.attempt, 0) + 1
-    FROM picked WHERE episodic_events.id = picked.id
-    RETURNING episodic_events.*),
-logged AS (
+    FROM graph_entities WHERE entity_id = $agent_key::text)
+SELECT t.id, t.task_id, t.content, t.task_type, t.task_status, t.priority, t.priority_rank,
+       t.requirements, t.dependencies, t.assigned_to, t.created_at, t.assigned_at,
+       t.started_at, t.completed_at, t.retry_until, t.lease_until, t.error_message,
+       t.retry_count, t.execution_duration_ms, t.max_retries, t.estimated_duration_ms,
+       t.result_task_id, t.blocked_by, t.task_batch_id, t.idempotency_key, t.success, t.attempt,
+       t.name
+FROM episodic_events t
+WHERE t.task_status = 'pending' AND t.waiting_on = 0
+  AND (t.retry_until IS NULL OR t.retry_until <= $now::timestamptz)
+  AND ($task_types::text[] IS NULL OR t.task_type = ANY($task_types::text[]))
+  AND ARRAY(SELECT $capability_prefix::text || r
+            FROM jsonb_array_elements_text(t.requirements::jsonb) r)
+      <@ (SELECT targets FROM capabilities)
+ORDER BY t.priority_rank, t.created_at, t.id
+LIMIT least($limit::bigint, coalesce((SELECT slots FROM free), 0))
+FOR UPDATE OF t SKIP LOCKED;
+
+-- name: tasks_claim_mark
+WITH logged AS (
     INSERT INTO episodic_events (timestamp, event_type, content, outcome, context_task,
                                  context_phase)
     SELECT $now::timestamptz, 'task_transition',
            json_build_object('from_status', s.from_status, 'to_status', s.to_status,
                              'agent_id', $agent_id::text, 'detail', s.detail)::text,
-           s.to_status, h.task_id, s.to_status
-    FROM handed h, (VALUES (1, 'pending', 'assigned', 'claimed'),
-                           (2, 'assigned', 'running', 'started')) s(step, from_status, to_status, detail)
+           s.to_status, t.task_id, s.to_status
+    FROM unnest($task_ids::text[]) WITH ORDINALITY AS t(task_id, position),
+         (VALUES (1, 'pending', 'assigned', 'claimed'),
+                 (2, 'assigned', 'running', 'started')) s(step, from_status, to_status, detail)
     WHERE s.step = 1 OR $status::text = 'running'
-    ORDER BY s.step, h.priority_rank, h.created_at, h.id
+    ORDER BY s.step, t.position
     RETURNING id)
-SELECT *, (SELECT count(*) FROM logged) AS logged FROM handed
-ORDER BY priority_rank, created_at, id;
+UPDATE episodic_events
+SET task_status = $status::text, assigned_to = $agent_id::text, assigned_at = $now::timestamptz,
+    started_at = CASE WHEN $status::text = 'running' THEN $now::timestamptz END,
+    lease_until = $lease_until::timestamptz, attempt = coalesce(attempt, 0) + 1
+WHERE task_id = ANY($task_ids::text[]) AND task_status = 'pending'
+  AND (SELECT count(*) FROM logged) > 0;
 
 -- name: task_start
 WITH started AS (
@@ -158,97 +161,62 @@ RETURNING task_id;
 -- name: tasks_complete
 -- As in DuckDB, after tasks_lock locked the tasks in id order; the dependents are locked
 -- in id order too, then the agents' figures in agent order (the global lock order).
--- Durations in whole milliseconds since 1970, rounded down, as DuckDB's epoch_ms.
-WITH given AS (
-    SELECT * FROM unnest($task_ids::text[], $results::text[], $durations::bigint[],
-                         $attempts::integer[]) AS g(task_id, result, duration_ms, attempt)),
-completable AS (
-    SELECT count(*) AS n FROM given g JOIN episodic_events e ON e.task_id = g.task_id
-    WHERE e.task_status = 'running'
-      AND ($agent_id::text IS NULL OR e.assigned_to = $agent_id::text)
-      AND (g.attempt IS NULL OR coalesce(e.attempt, 0) = g.attempt)),
-completed AS (
-    UPDATE episodic_events
-    SET task_status = 'completed', completed_at = $now::timestamptz, success = TRUE,
-        lease_until = NULL, outcome = 'success',
-        result_task_id = nextval('episodic_events_id_seq'),
-        execution_duration_ms = coalesce(g.duration_ms, (
-            floor(extract(epoch FROM $now::timestamptz) * 1000)
-            - floor(extract(epoch FROM episodic_events.started_at) * 1000))::bigint)
-    FROM given g
-    WHERE episodic_events.task_id = g.task_id AND episodic_events.task_status = 'running'
-      AND (SELECT n FROM completable) = cardinality($task_ids::text[])
-    RETURNING episodic_events.*, g.result),
-results AS (
-    INSERT INTO episodic_events (id, timestamp, event_type, content, outcome, context_task,
+WITH results AS (
+    INSERT INTO episodic_events (timestamp, event_type, content, outcome, context_task,
                                  context_phase)
-    SELECT result_task_id, $now::timestamptz, 'task_result', result, 'success', task_id,
-           'completed'
-    FROM completed
-    RETURNING id),
+    SELECT $now::timestamptz, 'task_result', r.result, 'success', r.task_id, 'completed'
+    FROM unnest($results::text[], $task_ids::text[]) AS r(result, task_id)
+    RETURNING context_task AS task_id, id),
 logged AS (
     INSERT INTO episodic_events (timestamp, event_type, content, outcome, context_task,
                                  context_phase)
     SELECT $now::timestamptz, 'task_transition',
            json_build_object('from_status', 'running', 'to_status', 'completed',
-                             'agent_id', assigned_to, 'detail', 'completed')::text,
-           'completed', task_id, 'completed'
-    FROM completed ORDER BY result_task_id
+                             'agent_id', a.agent_id, 'detail', 'completed')::text,
+           'completed', a.task_id, 'completed'
+    FROM unnest($task_ids::text[], $assignees::text[]) AS a(task_id, agent_id)
     RETURNING id),
 waiting AS MATERIALIZED (
     SELECT e.id, d.completed
     FROM episodic_events e
-    JOIN (SELECT dep.task_id, count(*) AS completed
-          FROM task_dependencies dep JOIN completed c ON dep.depends_on = c.task_id
-          GROUP BY dep.task_id) d ON d.task_id = e.task_id
+    JOIN (SELECT task_id, count(*) AS completed FROM task_dependencies
+          WHERE depends_on = ANY($task_ids::text[]) GROUP BY task_id) d ON d.task_id = e.task_id
     ORDER BY e.id
     FOR UPDATE OF e),
 released AS (
     UPDATE episodic_events SET waiting_on = waiting_on - waiting.completed
-    FROM waiting WHERE episodic_events.id = waiting.id
-    RETURNING episodic_events.id),
-outcomes AS (
-    SELECT assigned_to AS agent_id, 'task_type' AS skill_kind, task_type AS skill,
-           coalesce(execution_duration_ms, 0) AS ms
-    FROM completed WHERE assigned_to IS NOT NULL
-    UNION ALL
-    SELECT assigned_to, 'capability', skill, ms
-    FROM (SELECT DISTINCT assigned_to, task_id, coalesce(execution_duration_ms, 0) AS ms,
-                          jsonb_array_elements_text(requirements::jsonb) AS skill
-          FROM completed WHERE assigned_to IS NOT NULL) AS r),
+    FROM waiting WHERE episodic_events.id = waiting.id),
 agent_figures AS (
     INSERT INTO agent_metrics
-    SELECT agent_id, least(count(*), $cap::bigint), 0, least(sum(ms), $cap::bigint),
-           $now::timestamptz
-    FROM outcomes WHERE skill_kind = 'task_type'
-    GROUP BY agent_id
-    ORDER BY agent_id
+    SELECT f.agent_id, f.completed, 0, f.ms, $now::timestamptz
+    FROM unnest($agent_ids::text[], $agent_completed::bigint[], $agent_ms::bigint[])
+         AS f(agent_id, completed, ms)
     ON CONFLICT (agent_id) DO UPDATE SET
         total_completed = least(agent_metrics.total_completed::numeric
                                 + excluded.total_completed, $cap::bigint),
         total_success_ms = least(agent_metrics.total_success_ms::numeric
                                  + excluded.total_success_ms, $cap::bigint),
-        last_updated = excluded.last_updated
-    RETURNING agent_id),
+        last_updated = excluded.last_updated),
 skill_figures AS (
     INSERT INTO agent_skill_metrics
-    SELECT agent_id, skill_kind, skill, least(count(*), $cap::bigint), 0,
-           least(sum(ms), $cap::bigint), $now::timestamptz
-    FROM outcomes
-    GROUP BY agent_id, skill_kind, skill
-    ORDER BY agent_id, skill_kind, skill
+    SELECT f.agent_id, f.kind, f.skill, f.completed, 0, f.ms, $now::timestamptz
+    FROM unnest($skill_agents::text[], $skill_kinds::text[], $skills::text[],
+                $skill_completed::bigint[], $skill_ms::bigint[])
+         AS f(agent_id, kind, skill, completed, ms)
     ON CONFLICT (agent_id, skill_kind, skill) DO UPDATE SET
         completed = least(agent_skill_metrics.completed::numeric + excluded.completed,
                           $cap::bigint),
         success_ms = least(agent_skill_metrics.success_ms::numeric + excluded.success_ms,
                            $cap::bigint),
-        last_updated = excluded.last_updated
-    RETURNING agent_id)
-SELECT *, (SELECT count(*) FROM results) AS results, (SELECT count(*) FROM logged) AS logged,
-       (SELECT count(*) FROM released) AS released,
-       (SELECT count(*) FROM agent_figures) AS agent_figures,
-       (SELECT count(*) FROM skill_figures) AS skill_figures
-FROM completed;
+        last_updated = excluded.last_updated)
+UPDATE episodic_events
+SET task_status = 'completed', completed_at = $now::timestamptz,
+    execution_duration_ms = i.duration_ms, success = TRUE, result_task_id = results.id,
+    lease_until = NULL, outcome = 'success'
+FROM unnest($task_ids::text[], $durations::bigint[]) AS i(task_id, duration_ms)
+JOIN results ON results.task_id = i.task_id
+WHERE episodic_events.task_id = i.task_id AND episodic_events.task_status = 'running'
+  AND (SELECT count(*) FROM logged) > 0;
 
 -- name: task_states
 -- Status and blocking root of the given tasks, held FOR SHARE until the transaction ends:

@@ -80,6 +80,38 @@ class Task:
         return out
 
 
+#: The fields of a record given to ``create_task(s)``.
+RECORD_FIELDS = (
+    "content", "task_type", "priority", "requirements", "dependencies", "max_retries",
+    "estimated_duration_ms", "idempotency_key", "key", "batch_id", "name",
+)
+
+
+@dataclass
+class TaskBatch:
+    """Validated tasks to create (``task_records.batch_from``), field by field: one list
+    per field, in record order. ``dependencies`` are as the caller named them (batch keys
+    or task ids) until resolved to ids; ``task_id`` is filled when the batch is created;
+    ``name`` is a record's ``key`` when it has none. Lists may be shared between records:
+    nothing changes them in place."""
+
+    content: list[str]
+    task_type: list[str]
+    priority: list[str]
+    requirements: list[list[str]]
+    dependencies: list[list[str]]
+    max_retries: list[int]
+    estimated_duration_ms: list[int | None]
+    idempotency_key: list[str | None]
+    key: list[str | None]
+    batch_id: list[str | None]
+    name: list[str | None]
+    task_id: list[str] = field(default_factory=list)
+
+    def __len__(self) -> int:
+        return len(self.content)
+
+
 @dataclass
 class TaskEvent:
     """One change of a task as subscribers receive it (``orch.events``): ``event_type`` is

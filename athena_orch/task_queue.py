@@ -10,7 +10,6 @@ DAG as a NetworkX graph read fresh from the database.
 from __future__ import annotations
 
 import dataclasses
-import json
 import threading
 import time
 from collections.abc import Callable, Iterable
@@ -18,11 +17,11 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import networkx as nx
-import numpy as np
 import pandas as pd
 
 from . import task_records as tr
 from . import validation as v
+from .bulk import paused_gc
 from .events import EventBus
 from .exceptions import (
     AgentNotFoundError,
@@ -34,9 +33,9 @@ from .exceptions import (
     ValidationError,
     shown,
 )
-from .models import ACTIVE_STATES, PRIORITIES, QueueStatistics, Task, TaskEvent, TaskStatus
+from .ids import new_task_ids
+from .models import ACTIVE_STATES, QueueStatistics, Task, TaskBatch, TaskEvent, TaskStatus
 from .stores import EpisodicStore, GraphStore, MetaStore, SubscriptionStore
-from .stores.episodic import json_lists, paused_gc
 from .stores.meta import outcome_figures
 
 PENDING, ASSIGNED, RUNNING = TaskStatus.PENDING, TaskStatus.ASSIGNED, TaskStatus.RUNNING
@@ -123,12 +122,11 @@ class TaskQueue:
         With ``idempotency_key``, creating the same task again returns the first id; the
         same key with other content (or name) raises DuplicateTaskError.
         """
-        record = tr.make_record({
+        return self._create(tr.batch_from([{
             "content": content, "task_type": task_type, "priority": priority,
             "requirements": requirements, "dependencies": dependencies,
             "max_retries": max_retries, "estimated_duration_ms": estimated_duration_ms,
-            "idempotency_key": idempotency_key, "name": name})
-        return self._create(tr.TaskBatch.from_records([record]))[0]
+            "idempotency_key": idempotency_key, "name": name}], numbered=False))[0]
 
     def create_tasks(self, records: Iterable[dict[str, Any]] | pd.DataFrame) -> list[str]:
         """Create many tasks at once, all or nothing; ids come back in record order.
@@ -139,14 +137,14 @@ class TaskQueue:
         """
         return self._create(tr.batch_from(records))
 
-    def _create(self, batch: tr.TaskBatch) -> list[str]:
+    def _create(self, batch: TaskBatch) -> list[str]:
         """Tasks without dependencies are one insert (their rows are their creation
         events), so need no transaction."""
-        batch.task_id = tr.new_task_ids(len(batch))
+        batch.task_id = new_task_ids(len(batch))
         run = self.db.atomic if any(batch.dependencies) else self.db.at_once
         return run(self._create_in_transaction, batch)
 
-    def _create_in_transaction(self, given: tr.TaskBatch) -> list[str]:
+    def _create_in_transaction(self, given: TaskBatch) -> list[str]:
         # a copy: reuse and dependency resolution rewrite its lists, and a retried
         # transaction must start from what the caller gave
         batch = dataclasses.replace(given, task_id=list(given.task_id),
@@ -163,24 +161,21 @@ class TaskQueue:
         roots = self._blocking_roots(batch, order, states, reused)
         completed = {tid for tid, (status, _) in states.items() if status is COMPLETED}
         now = self._now()
-        tasks = self._task_rows(batch, fresh, roots, completed, now)
-        edges = pd.DataFrame({
-            "task_id": [batch.task_id[i] for i in fresh for _ in batch.dependencies[i]],
-            "depends_on": [d for i in fresh for d in batch.dependencies[i]]})
-        version = self.db.version("dag") if len(edges) else None
-        self.episodic.insert_tasks(tasks, edges)
+        edges = any(batch.dependencies[i] for i in fresh)
+        version = self.db.version("dag") if edges else None
+        created = self.episodic.insert_tasks(batch, fresh, roots, completed, now)
         if fresh:
             self.db.announce_work()
             if self.events.active:
                 self._publish([TaskEvent("task_created", tid, None, status, None, "created", now)
-                               for tid, status in zip(tasks["task_id"], tasks["task_status"])])
-        if len(edges) and version == self._dag_version:
-            self._dag.add(zip(edges["depends_on"], edges["task_id"]))
+                               for tid, status in created])
+        if edges and version == self._dag_version:
+            self._dag.add((d, batch.task_id[i]) for i in fresh for d in batch.dependencies[i])
             self._dag_version = version + 1
         return batch.task_id
 
     @staticmethod
-    def _blocking_roots(batch: tr.TaskBatch, order: list[int], states: dict,
+    def _blocking_roots(batch: TaskBatch, order: list[int], states: dict,
                         reused: set[str]) -> dict[int, str]:
         """Record position -> the failed or cancelled task that blocks it from birth: a
         dependency already failed, cancelled or blocked, or a record of the batch that is
@@ -199,50 +194,7 @@ class TaskQueue:
                     break
         return roots
 
-    @staticmethod
-    def _task_rows(batch: tr.TaskBatch, fresh: list[int], roots: dict[int, str],
-                   completed: set[str], now: datetime) -> pd.DataFrame:
-        """The new task rows, column by column (each row is its own creation event);
-        columns without a value are left to their default (NULL)."""
-        def column(values: list) -> list:
-            return values if len(fresh) == len(batch) else [values[i] for i in fresh]
-
-        def maybe(values: list) -> list | None:
-            return None if all(x is None for x in values) else values
-
-        dependencies = column(batch.dependencies)
-        rank = {p: tr.priority_rank(p) for p in PRIORITIES}
-        if roots:
-            status = [BLOCKED.value if i in roots else PENDING.value for i in fresh]
-            outcome = ["blocked" if i in roots else "ongoing" for i in fresh]
-            blocked_by = [roots.get(i) for i in fresh]
-            error = [f"blocked: dependency {roots[i]} did not complete" if i in roots else None
-                     for i in fresh]
-        else:
-            status, outcome, blocked_by, error = PENDING.value, "ongoing", None, None
-        estimated = maybe(column(batch.estimated_duration_ms))
-        columns = {
-            "timestamp": pd.Timestamp(now), "created_at": pd.Timestamp(now),
-            "event_type": "task", "content": column(batch.content), "outcome": outcome,
-            "task_id": column(batch.task_id), "task_type": column(batch.task_type),
-            "task_status": status, "context_phase": status,
-            "requirements": tr.dumps_many(column(batch.requirements)),
-            "dependencies": tr.dumps_many(dependencies),
-            "priority": column(batch.priority), "retry_count": 0,
-            "estimated_duration_ms": None if estimated is None
-            else pd.array(estimated, dtype="Int64"),
-            "task_batch_id": maybe(column(batch.batch_id)),
-            "priority_rank": np.array([rank[p] for p in column(batch.priority)], dtype=np.int16),
-            "waiting_on": [len(d) - sum(x in completed for x in d) for d in dependencies]
-            if completed else list(map(len, dependencies)),
-            "max_retries": column(batch.max_retries), "blocked_by": blocked_by,
-            "error_message": error, "idempotency_key": maybe(column(batch.idempotency_key)),
-            "name": maybe(column(batch.name)),
-        }
-        return pd.DataFrame({name: values for name, values in columns.items()
-                             if values is not None}, index=range(len(fresh)))
-
-    def _reuse_idempotent(self, batch: tr.TaskBatch) -> dict[int, dict[str, Any]]:
+    def _reuse_idempotent(self, batch: TaskBatch) -> dict[int, dict[str, Any]]:
         """Give records whose idempotency key is already used the existing task's id;
         return record position -> that task's stored fields."""
         keys = [k for k in batch.idempotency_key if k is not None]
@@ -256,7 +208,7 @@ class TaskQueue:
         return reused
 
     @staticmethod
-    def _check_same_task(batch: tr.TaskBatch, reused: dict[int, dict[str, Any]]) -> None:
+    def _check_same_task(batch: TaskBatch, reused: dict[int, dict[str, Any]]) -> None:
         """An idempotency key names one task: a record that reuses it must describe that
         task (its dependencies resolved to ids), else DuplicateTaskError."""
         for i, row in reused.items():
@@ -265,8 +217,8 @@ class TaskQueue:
                      "estimated_duration_ms": batch.estimated_duration_ms[i],
                      "requirements": sorted(batch.requirements[i]),
                      "dependencies": sorted(batch.dependencies[i]), "name": batch.name[i]}
-            stored = {**row, "requirements": sorted(json.loads(row["requirements"] or "[]")),
-                      "dependencies": sorted(json.loads(row["dependencies"] or "[]"))}
+            stored = {**row, "requirements": sorted(row["requirements"]),
+                      "dependencies": sorted(row["dependencies"])}
             differ = [name for name, value in given.items() if stored[name] != value]
             if differ:
                 raise DuplicateTaskError(
@@ -284,17 +236,7 @@ class TaskQueue:
         moves are recorded in the order given. Subscribers get them once committed (with
         ``results`` of completions)."""
         self._announce_moves(moves, now, results)
-        task_ids: list[str] = []
-        statuses: list[str] = []
-        contents: list[str] = []
-        for ids, before, after, agent, detail in moves:
-            task_ids += ids
-            statuses += [after.value] * len(ids)
-            contents += [json.dumps({"from_status": before and before.value,
-                                     "to_status": after.value, "agent_id": agent,
-                                     "detail": detail})] * len(ids)
-        if task_ids:
-            self.episodic.record_transitions(task_ids, statuses, contents, now)
+        self.episodic.record_moves(moves, now)
 
     def _announce_moves(self, moves: list[tuple], now: datetime,
                         results: dict[str, str] | None = None) -> None:
@@ -683,10 +625,7 @@ class TaskQueue:
     def to_frame(self, status: str | list[str] | None = None,
                  agent_id: str | None = None) -> pd.DataFrame:
         """Tasks as a DataFrame, one row per task, in queue order."""
-        frame = self.episodic.tasks_frame(v.statuses(status), v.optional_text("agent_id", agent_id))
-        for column in ("requirements", "dependencies"):
-            frame[column] = json_lists(frame[column].tolist())
-        return frame
+        return self.episodic.tasks_frame(v.statuses(status), v.optional_text("agent_id", agent_id))
 
     def history_frame(self) -> pd.DataFrame:
         """Every transition of every task, oldest first."""

@@ -1,30 +1,23 @@
-"""Turning what callers pass to ``create_task(s)`` into validated task rows.
+"""Turning what callers pass to ``create_task(s)`` into a validated ``models.TaskBatch``.
 
 A batch is checked whole before anything is written: record fields, batch-local
 ``key`` references, unknown dependencies and cycles all fail the whole batch.
+``create_task`` is a batch of one, so one path checks every record.
 
 Empty cells: in a DataFrame, pandas marks a missing cell NaN (or NA), so there an empty
 cell of ``priority`` means the default and of an optional column means none. In records
 given as dicts (and in ``create_task``), NaN is a value like any other, and refused.
 
-Two validators give the same answers: :func:`make_record` / :func:`records_from` check
-one record at a time (the reference), and :func:`batch_from` checks a whole list or
-DataFrame column by column (the bulk path). The bulk path only certifies values it is
-sure the reference accepts, and sends every other row through :func:`make_record`, so a
-bad record raises exactly the reference's error ("record 3: ...") and the first bad
-record in record order is the one reported.
+:func:`batch_from` checks a list or DataFrame column by column, certifying only values it
+is sure of; a row with any other value is checked field by field (:func:`_row_fields`), so
+a bad record raises its own error ("record 3: ...") and the first bad record in record
+order is the one reported.
 """
 
 from __future__ import annotations
 
-import json
 import math
-import os
-import re
-import threading
-import time
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass, field
 from typing import Any
 
 import networkx as nx
@@ -33,32 +26,10 @@ import pandas as pd
 
 from . import validation as v
 from .exceptions import DependencyError, ValidationError, shown
-from .models import PRIORITIES
+from .ids import looks_like_task_id
+from .models import PRIORITIES, RECORD_FIELDS, TaskBatch
 
 INT32_MAX = 2**31 - 1  # the INTEGER columns' limit
-
-RECORD_FIELDS = (
-    "content", "task_type", "priority", "requirements", "dependencies", "max_retries",
-    "estimated_duration_ms", "idempotency_key", "key", "batch_id", "name",
-)
-
-
-@dataclass
-class TaskRecord:
-    """One validated task to create; ``dependencies`` still as the caller named them."""
-
-    content: str
-    task_type: str
-    priority: str = "medium"
-    requirements: list[str] = field(default_factory=list)
-    dependencies: list[str] = field(default_factory=list)
-    max_retries: int = 3
-    estimated_duration_ms: int | None = None
-    idempotency_key: str | None = None
-    key: str | None = None
-    batch_id: str | None = None
-    name: str | None = None  # the key when no name is given
-
 
 def _missing(value: Any) -> bool:
     """True for None and the NaN/NA a DataFrame puts in empty cells."""
@@ -67,9 +38,10 @@ def _missing(value: Any) -> bool:
     return isinstance(value, float) and math.isnan(value)
 
 
-def make_record(fields: dict[str, Any], where: str = "", *, cells: bool = False) -> TaskRecord:
-    """Validate one record's fields; errors are prefixed with ``where`` (e.g. 'record 3: ').
-    ``cells``: the fields are a DataFrame row's, whose empty cells mean missing values."""
+def _row_fields(fields: dict[str, Any], where: str, *, cells: bool) -> dict[str, Any]:
+    """One row's fields checked one by one, for a row the column checks were not sure
+    of; errors are prefixed with ``where`` (e.g. 'record 3: '). ``cells``: the fields are
+    a DataFrame row's, whose empty cells mean missing values."""
     try:
         v.known_keys("task record", fields, RECORD_FIELDS)
         f = {k: (None if _missing(val) else val) for k, val in fields.items()} if cells \
@@ -80,28 +52,28 @@ def make_record(fields: dict[str, Any], where: str = "", *, cells: bool = False)
         priority = fields.get("priority", "medium")
         key = _batch_key(v.optional_text("key", f.get("key")))
         name = v.optional_text("name", f.get("name"))
-        return TaskRecord(
-            content=v.text("content", f.get("content"), bounded=False),
-            task_type=v.text("task_type", f.get("task_type")),
-            priority=v.priority(_priority(priority) if cells else priority),
-            requirements=v.string_list("requirements", _as_list(f.get("requirements"))),
-            dependencies=v.string_list("dependencies", _as_list(f.get("dependencies"))),
-            max_retries=v.non_negative_int("max_retries", max_retries, high=INT32_MAX),
-            estimated_duration_ms=v.non_negative_int(
+        return {
+            "content": v.text("content", f.get("content"), bounded=False),
+            "task_type": v.text("task_type", f.get("task_type")),
+            "priority": v.priority(_priority(priority) if cells else priority),
+            "requirements": v.string_list("requirements", _as_list(f.get("requirements"))),
+            "dependencies": v.string_list("dependencies", _as_list(f.get("dependencies"))),
+            "max_retries": v.non_negative_int("max_retries", max_retries, high=INT32_MAX),
+            "estimated_duration_ms": v.non_negative_int(
                 "estimated_duration_ms", _as_int(f.get("estimated_duration_ms")), allow_none=True,
                 high=v.MAX_DURATION_MS),
-            idempotency_key=v.optional_text("idempotency_key", f.get("idempotency_key")),
-            key=key,
-            batch_id=v.optional_text("batch_id", f.get("batch_id")),
-            name=key if name is None else name,
-        )
+            "idempotency_key": v.optional_text("idempotency_key", f.get("idempotency_key")),
+            "key": key,
+            "batch_id": v.optional_text("batch_id", f.get("batch_id")),
+            "name": key if name is None else name,
+        }
     except ValidationError as exc:
         raise ValidationError(f"{where}{exc}") from None
 
 
 def _batch_key(key: str | None) -> str | None:
     """A batch key may not look like a task id: a dependency naming it would be ambiguous."""
-    if key is not None and _looks_like_task_id(key):
+    if key is not None and looks_like_task_id(key):
         raise ValidationError(f"key {shown(key)} looks like a task id; dependencies naming "
                               "it would be ambiguous: choose another key")
     return key
@@ -140,16 +112,6 @@ def dict_rows(data: Any, name: str, item: str) -> list[dict[str, Any]]:
     return rows
 
 
-def records_from(data: Iterable[dict[str, Any]] | pd.DataFrame) -> list[TaskRecord]:
-    """Validate every record of a list of dicts or a DataFrame (one row per task), one
-    record at a time: the reference :func:`batch_from` answers like."""
-    cells = isinstance(data, pd.DataFrame)
-    records = [make_record(row, where=f"record {i}: ", cells=cells)
-               for i, row in enumerate(dict_rows(data, "records", "record"))]
-    _check_batch_keys([r.key for r in records], [r.idempotency_key for r in records])
-    return records
-
-
 def _check_batch_keys(keys: list[str | None], idempotency_keys: list[str | None]) -> None:
     named = [k for k in keys if k is not None]
     if len(named) != len(set(named)):
@@ -162,38 +124,6 @@ def _check_batch_keys(keys: list[str | None], idempotency_keys: list[str | None]
 
 
 # ----------------------------------------------------------------------------- batches
-@dataclass
-class TaskBatch:
-    """Validated tasks to create, field by field: one list per field, in record order.
-    ``dependencies`` are as the caller named them (batch keys or task ids) until
-    :func:`resolve_dependencies`; ``task_id`` is filled when the batch is created.
-    Lists may be shared between records: nothing here changes them in place."""
-
-    content: list[str]
-    task_type: list[str]
-    priority: list[str]
-    requirements: list[list[str]]
-    dependencies: list[list[str]]
-    max_retries: list[int]
-    estimated_duration_ms: list[int | None]
-    idempotency_key: list[str | None]
-    key: list[str | None]
-    batch_id: list[str | None]
-    name: list[str | None]
-    task_id: list[str] = field(default_factory=list)
-
-    def __len__(self) -> int:
-        return len(self.content)
-
-    @classmethod
-    def from_records(cls, records: list[TaskRecord]) -> TaskBatch:
-        return cls(**{name: [getattr(r, name) for r in records] for name in RECORD_FIELDS})
-
-    def record(self, i: int) -> TaskRecord:
-        """Record ``i`` (its fields as validated)."""
-        return TaskRecord(**{name: getattr(self, name)[i] for name in RECORD_FIELDS})
-
-
 _ABSENT = object()  # a record without this key
 _ALLOWED = frozenset(RECORD_FIELDS)
 _PRIORITY_SET = frozenset(PRIORITIES)
@@ -210,11 +140,12 @@ def _is_none(x: Any) -> bool:
     return x is None
 
 
-def batch_from(data: Iterable[dict[str, Any]] | pd.DataFrame) -> TaskBatch:
-    """Validate a list of dicts or a DataFrame column by column: the same answers as
-    :func:`records_from` (values, and the error of the first bad record), much faster
-    for many records. A cell the column checks are not sure of is checked by
-    :func:`make_record` with its row, as :func:`records_from` would have seen it."""
+def batch_from(data: Iterable[dict[str, Any]] | pd.DataFrame, *,
+               numbered: bool = True) -> TaskBatch:
+    """Validate a list of dicts or a DataFrame (one row per task) column by column; a row
+    with a cell the column checks are not sure of is checked by :func:`_row_fields`, in
+    record order, so the first bad record raises its error, prefixed with its number
+    ("record 3: ") unless not ``numbered`` (``create_task``'s one record)."""
     cells = isinstance(data, pd.DataFrame)
     missing = _is_missing if cells else _is_none
     if cells:
@@ -223,7 +154,7 @@ def batch_from(data: Iterable[dict[str, Any]] | pd.DataFrame) -> TaskBatch:
         n = len(data)
         suspect: set[int] = set()
         if any(c not in _ALLOWED for c in data.columns):
-            suspect.update(range(n))  # the reference names the unknown columns
+            suspect.update(range(n))  # _row_fields names the unknown columns
         columns = {c: _frame_column(data, c, suspect) for c in data.columns if c in _ALLOWED}
 
         def row_of(i: int) -> dict[str, Any]:
@@ -263,24 +194,24 @@ def batch_from(data: Iterable[dict[str, Any]] | pd.DataFrame) -> TaskBatch:
     }
     _check_text_rules(checked, suspect)
     batch = TaskBatch(**checked)
-    for i in sorted(suspect):  # the reference decides, in record order
-        record = make_record(row_of(i), where=f"record {i}: ", cells=cells)
-        for name in RECORD_FIELDS:
-            getattr(batch, name)[i] = getattr(record, name)
+    for i in sorted(suspect):  # checked field by field, in record order
+        where = f"record {i}: " if numbered else ""
+        for name, value in _row_fields(row_of(i), where, cells=cells).items():
+            getattr(batch, name)[i] = value
     batch.name = _names(batch.name, batch.key)
     _check_batch_keys(batch.key, batch.idempotency_key)
     return batch
 
 
 def _names(names: list[str | None], keys: list[str | None]) -> list[str | None]:
-    """Each record's name, its key when it has none (as :func:`make_record` gives)."""
+    """Each record's name, its key when it has none (as :func:`_row_fields` gives)."""
     if names.count(None) == len(names):
         return list(keys)
     return [k if n is None else n for n, k in zip(names, keys)]
 
 
 def _frame_column(data: pd.DataFrame, name: Any, suspect: set[int]) -> list[Any]:
-    """A DataFrame column's cells as ``to_dict("records")`` gives them to the reference."""
+    """A DataFrame column's cells as ``to_dict("records")`` gives them to :func:`_row_fields`."""
     series = data[name]
     dtype = series.dtype
     if dtype == np.dtype(object):  # to_dict turns pd.NA into None and numpy scalars into Python's
@@ -289,7 +220,7 @@ def _frame_column(data: pd.DataFrame, name: Any, suspect: set[int]) -> list[Any]
             if x is pd.NA:
                 values[i] = None
             elif isinstance(x, np.generic):
-                suspect.add(i)  # the reference sees the Python value: let it decide
+                suspect.add(i)  # _row_fields sees the Python value: let it decide
         return values
     if isinstance(dtype, np.dtype) or (
             isinstance(dtype, pd.StringDtype) and isinstance(dtype.na_value, float)):
@@ -349,7 +280,7 @@ def _string_lists(values: list[Any], suspect: set[int], *,
 
 
 def _string_list(x: Any, missing: Callable[[Any], bool]) -> list[str] | None:
-    """The checked list of a cell, or None when the reference must decide."""
+    """The checked list of a cell, or None when _row_fields must decide."""
     if x is None or x is _ABSENT:
         return _EMPTY
     if isinstance(x, (np.ndarray, pd.Series)):
@@ -399,7 +330,7 @@ def _check_text_rules(checked: dict[str, list[Any]], suspect: set[int]) -> None:
             suspect.update(i for i, x in enumerate(values) if isinstance(x, str)
                            and v.text_fault(x, bounded=bounded) is not None)
     suspect.update(i for i, x in enumerate(checked["key"])
-                   if isinstance(x, str) and _looks_like_task_id(x))
+                   if isinstance(x, str) and looks_like_task_id(x))
     for name in ("requirements", "dependencies"):
         values = checked[name]
         lists = {id(x): x for x in values if x is not None}.values()  # None: a suspect
@@ -442,81 +373,6 @@ def resolve_dependencies(batch: TaskBatch) -> tuple[list[int], set[str]]:
         return list(nx.lexicographical_topological_sort(order)), external
     except nx.NetworkXUnfeasible:
         raise DependencyError("records: the batch's dependencies form a cycle") from None
-
-
-def priority_rank(priority: str) -> int:
-    return PRIORITIES.index(priority)
-
-
-def dumps(values: list[str]) -> str:
-    return json.dumps(values, ensure_ascii=False)
-
-
-_NEEDS_ESCAPE = re.compile(r'["\\\x00-\x1f]')
-
-
-def dumps_many(lists: list[list[str]]) -> list[str]:
-    """:func:`dumps` of each list, fast: lists that are the same object are written once,
-    and strings that JSON need not escape are joined as they are."""
-    keys = list(map(id, lists))
-    texts: dict[int, str] = {}
-    for key, values in zip(keys, lists):
-        if key in texts:
-            continue
-        if not values:
-            texts[key] = "[]"
-        elif any(map(_NEEDS_ESCAPE.search, values)):
-            texts[key] = dumps(values)
-        else:
-            texts[key] = '["' + '", "'.join(values) + '"]'
-    return list(map(texts.__getitem__, keys))
-
-
-# ----------------------------------------------------------------------------- task ids
-_TASK_ID = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}",
-                      re.IGNORECASE)
-_id_lock = threading.Lock()
-_last_id = [0, 0]  # (unix ms, counter) of the last id made in this process
-
-
-def _looks_like_task_id(key: str) -> bool:
-    """True for a string shaped like the ids :func:`new_task_ids` makes (any UUID)."""
-    return len(key) == 36 and _TASK_ID.fullmatch(key) is not None
-
-
-def new_task_ids(n: int, *, clock: Callable[[], float] = time.time) -> list[str]:
-    """``n`` fresh task ids: UUID version 7 (RFC 9562) with a 42-bit counter (its
-    "fixed bit-length dedicated counter" method), so ids of one process increase and
-    ids made together are consecutive (DuckDB's unique index inserts those twice as fast
-    as random ones); the last 32 bits are random, and a new millisecond starts the
-    counter at a random point, so processes never make the same id."""
-    if n == 0:
-        return []
-    with _id_lock:
-        ms = int(clock() * 1000)
-        last_ms, last_counter = _last_id
-        if ms > last_ms:
-            start = int.from_bytes(os.urandom(5), "big") >> 1  # 39 bits: room to count
-        else:  # the same millisecond (or the clock went back): go on counting
-            ms, start = last_ms, last_counter + 1
-        if start + n >= 2**42:  # the counter would overflow: borrow the next millisecond
-            ms, start = ms + 1, 0
-        _last_id[:] = [ms, start + n - 1]
-    counter = np.arange(start, start + n, dtype=np.uint64)
-    raw = np.empty((n, 16), dtype=np.uint8)
-    raw[:, :6] = np.frombuffer(ms.to_bytes(6, "big"), dtype=np.uint8)
-    raw[:, 6] = 0x70 | ((counter >> 38) & 0x0F).astype(np.uint8)
-    raw[:, 7] = ((counter >> 30) & 0xFF).astype(np.uint8)
-    raw[:, 8] = 0x80 | ((counter >> 24) & 0x3F).astype(np.uint8)
-    for byte, shift in ((9, 16), (10, 8), (11, 0)):
-        raw[:, byte] = ((counter >> shift) & 0xFF).astype(np.uint8)
-    raw[:, 12:] = np.frombuffer(os.urandom(4 * n), dtype=np.uint8).reshape(n, 4)
-    hexes = np.frombuffer(raw.tobytes().hex().encode("ascii"), dtype=np.uint8).reshape(n, 32)
-    text = np.full((n, 36), ord("-"), dtype=np.uint8)
-    for start, stop, at in ((0, 8, 0), (8, 12, 9), (12, 16, 14), (16, 20, 19), (20, 32, 24)):
-        text[:, at:at + stop - start] = hexes[:, start:stop]
-    joined = text.tobytes().decode("ascii")
-    return [joined[i:i + 36] for i in range(0, 36 * n, 36)]
 
 
 def completions_from(results: Any) -> tuple[list[str], list[str], list[int | None]]:

@@ -87,8 +87,8 @@ def test_complete_tasks_is_all_or_nothing(queue, registry, worker):
 
 # ---------------------------------------------------------------- bulk create: the fast path
 # create_tasks validates a batch column by column (task_records.batch_from); the reference
-# is the one-record-at-a-time check (records_from / make_record) that create_task uses.
-# Both must give the same values and, for a bad batch, the same error.
+# is each record alone through the same path (records_reference.one_at_a_time), as
+# create_task sends it. Both must give the same values and, for a bad batch, the same error.
 
 import contextlib  # noqa: E402
 import uuid  # noqa: E402
@@ -96,8 +96,11 @@ import uuid  # noqa: E402
 import numpy as np  # noqa: E402
 from hypothesis import HealthCheck, given, settings  # noqa: E402
 from hypothesis import strategies as st  # noqa: E402
+from records_reference import one_at_a_time  # noqa: E402
 
 from athena_orch import task_records as tr  # noqa: E402
+from athena_orch.ids import new_task_ids  # noqa: E402
+from athena_orch.models import RECORD_FIELDS  # noqa: E402
 
 
 def _outcome(validate, data):
@@ -108,11 +111,11 @@ def _outcome(validate, data):
     except exceptions.OrchestrationError as exc:
         return type(exc).__name__, str(exc)
     return {name: [(type(x).__name__, repr(x)) for x in getattr(batch, name)]
-            for name in tr.RECORD_FIELDS}
+            for name in RECORD_FIELDS}
 
 
 def _reference(data):
-    return tr.TaskBatch.from_records(tr.records_from(data))
+    return one_at_a_time(data)
 
 
 def _same(data):
@@ -258,12 +261,12 @@ def test_bulk_create_blocks_records_behind_a_failed_dependency(queue):
 
 
 def test_task_ids_are_uuid7_increasing_and_unique():
-    ids = tr.new_task_ids(1000) + tr.new_task_ids(1000)
+    ids = new_task_ids(1000) + new_task_ids(1000)
     parsed = [uuid.UUID(i) for i in ids]
     assert all(u.version == 7 and u.variant == uuid.RFC_4122 and str(u) == i
                for u, i in zip(parsed, ids))
     assert ids == sorted(ids) and len(set(ids)) == 2000
-    frozen = tr.new_task_ids(3, clock=lambda: 0.0)  # the clock went back: go on counting
+    frozen = new_task_ids(3, clock=lambda: 0.0)  # the clock went back: go on counting
     assert frozen[0] > ids[-1] and frozen == sorted(frozen)
 
 
@@ -271,7 +274,7 @@ def test_task_ids_are_uuid7_increasing_and_unique():
 
 import json  # noqa: E402
 
-from athena_orch.stores import episodic as ep  # noqa: E402
+from athena_orch.stores import task_rows as ep  # noqa: E402
 
 
 def test_claimed_and_completed_tasks_are_the_tasks_as_stored(queue, registry, clock):

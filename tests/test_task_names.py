@@ -10,6 +10,7 @@ import re
 import duckdb
 import pandas as pd
 import pytest
+from records_reference import one_at_a_time
 
 import athena_orch as ao
 from athena_orch import display
@@ -20,6 +21,7 @@ from athena_orch.exceptions import (
     ValidationError,
     shown,
 )
+from athena_orch.ids import new_task_ids
 from athena_orch.stores.sql import migrations
 from tests.test_mcp_tools import Tools, run_tools
 
@@ -79,8 +81,7 @@ def test_both_validators_name_records_alike():
                {"content": "c", "task_type": "t", "name": "C"},
                {"content": "d", "task_type": "t"}]
     for data in (records, pd.DataFrame(records)):
-        assert tr.batch_from(data).name == [r.name for r in tr.records_from(data)] \
-            == ["k1", "B", "C", None]
+        assert tr.batch_from(data).name == one_at_a_time(data).name == ["k1", "B", "C", None]
 
 
 BAD_NAMES = ["", "   ", "x" * 513, "a\x00b", "\ud800", 5, ["a"]]
@@ -191,7 +192,7 @@ def test_dependencies_on_a_card_are_told_apart(orch):
 
 
 def test_error_messages_keep_whole_ids(orch):
-    unknown = tr.new_task_ids(8)
+    unknown = new_task_ids(8)
     with pytest.raises(DependencyError) as caught:
         orch.queue.create_task("x", "t", dependencies=unknown)
     message = str(caught.value)

@@ -1,182 +1,33 @@
-"""Task rows and task events in ``episodic_events`` (plus the dependency edge table)."""
+"""Task rows and task events in ``episodic_events`` (plus the dependency edge table).
+
+The store takes domain values (a ``TaskBatch``, moves, results) and returns ``Task``
+objects; how a task is laid out in a row is the codec's (:mod:`.task_rows`).
+"""
 
 from __future__ import annotations
 
-import dataclasses
-import gc
-import itertools
 import json
-import operator
-import re
-from collections.abc import Callable, Iterable, Iterator
-from contextlib import contextmanager
-from datetime import UTC, datetime, timedelta
+from collections.abc import Iterator
+from datetime import datetime
 from typing import Any
-from zoneinfo import ZoneInfo
 
 import numpy as np
 import pandas as pd
 
-from ..models import Task, TaskStatus
+from ..models import Task, TaskBatch, TaskStatus
 from .database import Database
 from .graph import HAS_CAPABILITY, entity_id
 from .meta import FIGURE_CAP, outcome_figures
-
-
-@contextmanager
-def paused_gc() -> Iterator[None]:
-    """Pause Python's cyclic garbage collector while a bulk path makes many containers
-    (a million small lists: 0.1 s instead of 0.6 s, as the collector would otherwise
-    rescan every object alive again and again). Nothing made meanwhile holds a cycle."""
-    paused = gc.isenabled()
-    gc.disable()
-    try:
-        yield
-    finally:
-        if paused:
-            gc.enable()
-
-
-DB_UTC = ZoneInfo("UTC")  # the tzinfo of the times the database returns
-_STATUS = {s.value: s for s in TaskStatus}
-_FIELDS = [f.name for f in dataclasses.fields(Task)]
-_TIMES = {"created_at", "assigned_at", "started_at", "completed_at", "retry_until", "lease_until"}
-_COLUMN = {"id": "task_id", "status": "task_status", "error": "error_message"}  # field -> column
-
-
-def json_lists(texts: list[str | None]) -> list[list[str]]:
-    """The JSON lists of strings in ``texts`` (NULL as []), each row its own list (as
-    ``json.loads`` of each); fast for many rows: when every text is written as ``dumps``
-    writes strings without escapes, all are split at once."""
-    if not texts:
-        return []
-    with paused_gc():
-        return _json_lists(texts)
-
-
-def _json_lists(texts: list[str | None]) -> list[list[str]]:
-    lists = _split_plain(texts)
-    return lists if lists is not None else [_json_list(text) for text in texts]
-
-
-_ITEMS = '", "'  # between the strings of a list, as ``json.dumps`` writes it
-_CONTROL = re.compile("[\x00-\x1f]")  # JSON strings hold no raw control character
-
-
-def _has_control(joined: str) -> bool:
-    """A control character other than our separator \x01 (as ``_CONTROL``, for 40 MB:
-    numpy takes 0.05 s where the regex takes 0.3 s). UTF-8 encodes a character below
-    0x20 as that byte, and every other as bytes of 0x80 and up."""
-    data = np.frombuffer(joined.encode("utf-8", "surrogatepass"), dtype=np.uint8)
-    return bool(((data < 0x20) & (data != 0x01)).any())
-
-
-def _split_plain(texts: list[str]) -> list[list[str]] | None:
-    """Every text split into its strings, if each is ``[]`` or ``["a", "b"]`` with no
-    backslash (so no quote but the delimiters); else None. C loops only, no per-row
-    Python: a million rows in a fraction of a second."""
-    try:
-        joined = "\x01".join(texts)
-    except TypeError:  # not all strings
-        return None
-    n, empty = len(texts), texts.count("[]")
-    if empty == n:
-        return [[] for _ in range(n)]
-    if ("\\" in joined or _has_control(joined) or 3 in set(map(len, texts))  # '["]'
-            or joined.count("\x01") != n - 1
-            or ("\x01" + joined).count('\x01["') != n - empty
-            or (joined + "\x01").count('"]\x01') != n - empty):
-        return None
-    lists = list(map(str.split, map(operator.itemgetter(slice(2, -2)), texts),
-                     itertools.repeat(_ITEMS)))
-    if joined.count('"') != 2 * (sum(map(len, lists)) - empty):  # a quote inside a string
-        return None
-    if empty:
-        for i in np.flatnonzero(np.asarray(texts, dtype=object) == "[]").tolist():
-            lists[i] = []
-    return lists
-
-
-def _json_list(text: str | None) -> list[str]:
-    if not isinstance(text, str) or text == "[]":  # NULL: no list
-        return []
-    if ("\\" not in text and text.startswith('["') and text.endswith('"]')
-            and not _CONTROL.search(text)):
-        items = text[2:-2].split('", "')
-        if text.count('"') == 2 * len(items):  # no other quote: these are the strings
-            return items
-    return json.loads(text)
-
-
-def _aware(cell: int | datetime) -> datetime:
-    """A time of a task row as an aware UTC datetime: hot queries select times as
-    microseconds since 1970 (``epoch_us``), which DuckDB hands out ten times faster."""
-    if isinstance(cell, int):
-        return _EPOCH_DB + timedelta(microseconds=cell)
-    return cell if cell.tzinfo else cell.replace(tzinfo=DB_UTC)
-
-
-def _each_once(convert: Callable[[Any], Any], cells: Iterable[Any]) -> list[Any]:
-    """``[convert(c) for c in cells]`` with each distinct cell converted once (a batch's
-    tasks share their times and lists), in C loops but the distinct ones."""
-    cells = list(cells)
-    made = {cell: convert(cell) for cell in set(cells)}
-    return list(map(made.__getitem__, cells))
-
-
-def tasks_from_rows(columns: list[str], rows: list[tuple]) -> list[Task]:
-    """Task rows (tuples with these column names: ``task_get``, ``tasks_lock``...) as
-    :class:`Task` objects; a ``result`` column, if any, is the result text. Times may
-    come as aware or naive (UTC) datetimes, or as microseconds since 1970 (:func:`_aware`)."""
-    if not rows:
-        return []
-    return tasks_from_columns(columns, list(zip(*rows)))
-
-
-def tasks_from_columns(columns: list[str], cells: list[list]) -> list[Task]:
-    """The same from the rows' columns (``cells[i]``: every row's value of ``columns[i]``),
-    converted column by column."""
-    if not cells or not len(cells[0]):
-        return []
-    with paused_gc():
-        return _tasks_from_columns(columns, cells)
-
-
-def _tasks_from_columns(columns: list[str], by_column: list[list]) -> list[Task]:
-    rows = by_column[0]
-    at = {name: i for i, name in enumerate(columns)}
-    values = []
-    for field in _FIELDS:
-        column = _COLUMN.get(field, field)
-        if field == "result" and column not in at:
-            values.append([None] * len(rows))
-            continue
-        cells = by_column[at[column]]
-        if field in _TIMES:
-            cells = _each_once(lambda c: None if c is None else _aware(c), cells)
-        elif field == "status":
-            cells = list(map(_STATUS.__getitem__, cells))
-        elif field in ("requirements", "dependencies"):  # each row its own list
-            cells = list(map(list, _each_once(lambda c: tuple(json.loads(c or "[]")), cells)))
-        elif field in ("task_type", "priority", "retry_count", "attempt"):
-            default = {"task_type": "", "priority": "medium", "retry_count": 0, "attempt": 0}[field]
-            cells = [c or default for c in cells]
-        values.append(cells)
-    return list(map(Task, *values))
-
-
-def row_to_task(row: dict[str, Any]) -> Task:
-    """A task row as a dict (``task_get``, ``tasks_query``...) as a :class:`Task`."""
-    return tasks_from_rows(list(row), [tuple(row.values())])[0]
-
-
-def _epoch_ms(moment: datetime) -> int:
-    """DuckDB's ``epoch_ms``: whole milliseconds since 1970 (rounded down)."""
-    return (moment - _EPOCH) // timedelta(milliseconds=1)
-
-
-_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
-_EPOCH_DB = datetime(1970, 1, 1, tzinfo=DB_UTC)
+from .task_rows import (
+    DB_UTC,
+    creation_rows,
+    epoch_ms,
+    json_lists,
+    row_to_task,
+    tasks_from_columns,
+    tasks_from_rows,
+    transition_contents,
+)
 
 
 class EpisodicStore:
@@ -200,22 +51,31 @@ class EpisodicStore:
         return tasks_from_columns(columns, [arrays[c].tolist() for c in columns])
 
     # ------------------------------------------------------------------ writes
-    def insert_tasks(self, tasks: pd.DataFrame, edges: pd.DataFrame) -> None:
-        """New task rows and their dependency edges, in one go. A task row is itself the
-        episodic event of its creation."""
+    def insert_tasks(self, batch: TaskBatch, fresh: list[int], roots: dict[int, str],
+                     completed: set[str], now: datetime) -> list[tuple[str, str]]:
+        """Create records ``fresh`` of ``batch`` (ids and dependencies resolved; ``roots``:
+        record -> the task blocking it from birth; ``completed``: dependencies already
+        completed): their rows, each the event of its own creation, and their dependency
+        edges. Returns each new task's (id, status), and bumps the 'dag' counter when
+        edges were added."""
+        tasks, edges = creation_rows(batch, fresh, roots, completed, now)
         if edges.empty:  # one statement: no transaction needed
             self.db.insert_frame("tasks_insert", tasks)
-            return
-        with self.db.transaction():
-            self.db.insert_frame("tasks_insert", tasks)
-            self.db.insert_frame("dependencies_insert", edges)
-            self.db.bump_version("dag")
+        else:
+            with self.db.transaction():
+                self.db.insert_frame("tasks_insert", tasks)
+                self.db.insert_frame("dependencies_insert", edges)
+                self.db.bump_version("dag")
+        return list(zip(tasks["task_id"], tasks["task_status"]))
 
-    def record_transitions(self, task_ids: list[str], statuses: list[str],
-                           contents: list[str], now: datetime) -> None:
-        """Transition events: each task moved to its status; ``contents`` are JSON details.
-        Many at once go in as a frame: binding three 10,000-item lists as parameters
-        costs DuckDB more than the insert (30 ms against 19 ms)."""
+    def record_moves(self, moves: list[tuple], now: datetime) -> None:
+        """Transition events of moves, in one statement: each move is (task_ids, from, to,
+        agent_id, detail), the same step of many tasks; a task's moves in the order given.
+        Many at once go in as a frame: binding three 10,000-item lists as parameters costs
+        DuckDB more than the insert (30 ms against 19 ms)."""
+        task_ids, statuses, contents = transition_contents(moves)
+        if not task_ids:
+            return
         if len(task_ids) < 1000:
             self.db.execute("transitions_insert", task_ids=task_ids, statuses=statuses,
                             contents=contents, now=now)
@@ -286,7 +146,7 @@ class EpisodicStore:
         each result becomes an event linked from its task (a duration of None is the time
         since the start), with their history, their dependents' counts and their agents'
         figures. Returns them as written."""
-        since = {t.started_at: _epoch_ms(now) - _epoch_ms(t.started_at)
+        since = {t.started_at: epoch_ms(now) - epoch_ms(t.started_at)
                  for t in {t.started_at: t for t in tasks if t.started_at is not None}.values()}
         durations = [d if d is not None or t.started_at is None else since[t.started_at]
                      for t, d in zip(tasks, durations)]
@@ -370,11 +230,17 @@ class EpisodicStore:
         return {tid: (TaskStatus(status), root) for tid, status, root in rows}
 
     def find_by_idempotency_keys(self, keys: list[str]) -> dict[str, dict[str, Any]]:
-        """Idempotency key -> (task_id, content, task_type) of tasks already made with it."""
+        """Idempotency key -> what the task already made with it was created with
+        (task_id, content, task_type, priority, requirements and dependencies as lists,
+        max_retries, estimated_duration_ms, name)."""
         if not keys:
             return {}
         self.db.execute("idempotency_keys_lock", keys=keys)  # until this transaction ends
         rows = self.db.fetch_dicts("tasks_by_idempotency_keys", keys=keys)
+        for row, requirements, dependencies in zip(
+                rows, json_lists([r["requirements"] for r in rows]),
+                json_lists([r["dependencies"] for r in rows])):
+            row["requirements"], row["dependencies"] = requirements, dependencies
         return {row["idempotency_key"]: row for row in rows}
 
     def query_tasks(self, *, statuses: list[str] | None = None, agent_id: str | None = None,
@@ -425,7 +291,7 @@ class EpisodicStore:
 
     def tasks_frame(self, statuses: list[str] | None = None,
                     agent_id: str | None = None) -> pd.DataFrame:
-        """Task rows, in queue order; requirements and dependencies as JSON text."""
+        """Task rows, in queue order; requirements and dependencies as lists."""
         frame = self.db.fetch_frame("tasks_frame", statuses=statuses, agent_id=agent_id)
         created = pd.to_datetime(frame["created_at"], utc=True).array.asi8.copy()
         created[created == np.iinfo(np.int64).min] = np.iinfo(np.int64).max  # NULLs last
@@ -434,7 +300,10 @@ class EpisodicStore:
         frame = frame.drop(columns=["priority_rank", "id"])
         if (order[1:] < order[:-1]).any():  # not in queue order already
             frame = frame.take(order)
-        return frame.reset_index(drop=True)
+        frame = frame.reset_index(drop=True)
+        for column in ("requirements", "dependencies"):
+            frame[column] = json_lists(frame[column].tolist())
+        return frame
 
     def transitions_frame(self) -> pd.DataFrame:
         frame = self.db.fetch_frame("transitions_frame")

@@ -29,6 +29,12 @@ from .task_rows import (
     transition_contents,
 )
 
+#: The columns ``tasks_insert_rows`` binds as lists.
+_ROW_COLUMNS = ("content", "outcome", "task_id", "task_type", "task_status", "context_phase",
+                "requirements", "dependencies", "priority", "estimated_duration_ms",
+                "task_batch_id", "priority_rank", "waiting_on", "max_retries", "blocked_by",
+                "error_message", "idempotency_key", "name")
+
 
 class EpisodicStore:
     """Episodic memory as the task queue uses it: task rows, their events and edges."""
@@ -60,13 +66,24 @@ class EpisodicStore:
         edges were added."""
         tasks, edges = creation_rows(batch, fresh, roots, completed, now)
         if edges.empty:  # one statement: no transaction needed
-            self.db.insert_frame("tasks_insert", tasks)
+            self._insert_task_rows(tasks, now)
         else:
             with self.db.transaction():
-                self.db.insert_frame("tasks_insert", tasks)
+                self._insert_task_rows(tasks, now)
                 self.db.insert_frame("dependencies_insert", edges)
                 self.db.bump_version("dag")
         return list(zip(tasks["task_id"], tasks["task_status"]))
+
+    def _insert_task_rows(self, tasks: pd.DataFrame, now: datetime) -> None:
+        """A few rows bound as lists (cheaper than a frame scan), many as a frame."""
+        if len(tasks) >= 1000:
+            self.db.insert_frame("tasks_insert", tasks)
+            return
+        nothing = [None] * len(tasks)
+        self.db.execute("tasks_insert_rows", now=now, **{
+            name: nothing if name not in tasks else
+            [None if pd.isna(x) else x for x in tasks[name].tolist()]
+            for name in _ROW_COLUMNS})
 
     def record_moves(self, moves: list[tuple], now: datetime) -> None:
         """Transition events of moves, in one statement: each move is (task_ids, from, to,

@@ -63,6 +63,24 @@ SELECT current_schema();
 -- New task rows in bulk (event_type 'task'): each is the event of its own creation.
 INSERT INTO episodic_events BY NAME SELECT * FROM incoming;
 
+-- name: tasks_insert_rows
+-- The same for a few rows, bound as lists (one per column, of equal length): cheaper
+-- than scanning a registered frame (one row: 4 ms against 7).
+INSERT INTO episodic_events (timestamp, created_at, event_type, retry_count, content,
+    outcome, task_id, task_type, task_status, context_phase, requirements, dependencies,
+    priority, estimated_duration_ms, task_batch_id, priority_rank, waiting_on, max_retries,
+    blocked_by, error_message, idempotency_key, name)
+SELECT $now::TIMESTAMPTZ, $now::TIMESTAMPTZ, 'task', 0, unnest($content::VARCHAR[]),
+       unnest($outcome::VARCHAR[]), unnest($task_id::VARCHAR[]),
+       unnest($task_type::VARCHAR[]), unnest($task_status::VARCHAR[]),
+       unnest($context_phase::VARCHAR[]), unnest($requirements::VARCHAR[]),
+       unnest($dependencies::VARCHAR[]), unnest($priority::VARCHAR[]),
+       unnest($estimated_duration_ms::BIGINT[]), unnest($task_batch_id::VARCHAR[]),
+       unnest($priority_rank::SMALLINT[]), unnest($waiting_on::INTEGER[]),
+       unnest($max_retries::INTEGER[]), unnest($blocked_by::VARCHAR[]),
+       unnest($error_message::VARCHAR[]), unnest($idempotency_key::VARCHAR[]),
+       unnest($name::VARCHAR[]);
+
 -- name: transitions_insert
 -- Task transition events (lists of equal length).
 INSERT INTO episodic_events (timestamp, event_type, content, outcome, context_task, context_phase)

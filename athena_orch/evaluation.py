@@ -527,7 +527,16 @@ def _usable(log: Any, reward: Any, drop_missing: Any) -> _Usable:
     except (TypeError, ValueError):
         raise EvaluationError(f"log columns {reward!r} and 'propensity' must be numbers") from None
     has_reward = log["selected_agent"].notna().to_numpy() & np.isfinite(r)
-    missing = has_reward & np.isnan(p)
+    batch = has_reward & (log["source"] == "route_batch").to_numpy() if "source" in log \
+        else np.zeros(len(log), dtype=bool)
+    if batch.any() and not drop_missing:
+        raise EvaluationError(
+            f"{int(batch.sum())} of the {int(has_reward.sum())} decisions with an outcome "
+            "come from route_batch, which logs the chosen agent and its propensity but not "
+            "the other candidates a policy could have chosen; log with router.decide (or "
+            "route_task) to evaluate, or drop_missing=True evaluates on the other "
+            f"{int((has_reward & ~batch).sum())}")
+    missing = (has_reward & np.isnan(p)) | batch
     if missing.any() and not drop_missing:
         raise EvaluationError(
             f"{int(missing.sum())} of the {int(has_reward.sum())} decisions with an outcome "

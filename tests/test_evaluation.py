@@ -428,3 +428,25 @@ def test_decision_outcomes_before_any_task_or_decision(orch):
     assert log["task_type"].isna().all()
     with pytest.raises(EvaluationError, match="no usable decision"):
         analysis.evaluate_policy(log, analysis.uniform_policy())
+
+
+def test_route_batch_decisions_are_refused_as_they_log_no_candidates(orch):
+    """route_batch logs each chosen agent and its propensity, not the other candidates,
+    so no other policy can be judged on them: an error, or left out with drop_missing."""
+    for agent in ("ann", "bob"):
+        orch.registry.register_agent(agent, ["py"])
+    orch.router.policy = "thompson"
+    orch.router.seed = 3
+    ids = [orch.queue.create_task(f"t{i}", "code", requirements=["py"]) for i in range(4)]
+    batch = orch.router.route_batch([orch.queue.get_task_status(t) for t in ids[:2]])
+    single = orch.router.decide(orch.queue.get_task_status(ids[2]))
+    for task_id, agent in [*zip(batch["task_id"], batch["agent_id"]),
+                           (ids[2], single.selected_agent)]:
+        orch.queue.assign_task(task_id, agent)
+        orch.queue.start_task(task_id)
+        orch.queue.complete_task(task_id, "ok")
+    log = analysis.decision_outcomes(orch)
+    with pytest.raises(EvaluationError, match="2 of the 3 decisions .* route_batch"):
+        analysis.evaluate_policy(log, analysis.uniform_policy())
+    table = analysis.evaluate_policy(log, analysis.uniform_policy(), drop_missing=True)
+    assert (table["n"] == 1).all() and (table["n_without_propensity"] == 2).all()

@@ -127,14 +127,13 @@ def limit_arg(what: str, most: int) -> Any:
     ]
 
 
-Offset = Annotated[
-    StrictInt,
-    Field(
-        ge=0,
-        description="Skip this many first. For the next page, pass the next_offset of the "
-        "previous answer.",
-    ),
-]
+def offset_arg(description: str) -> Any:
+    """An offset argument (a whole number from 0) described as given."""
+    return Annotated[StrictInt, Field(ge=0, description=description)]
+
+
+Offset = offset_arg("Skip this many first. For the next page, pass the next_offset of the "
+                    "previous answer.")
 
 
 class TaskSpec(BaseModel):

@@ -7,12 +7,12 @@ arguments; its docstring is the description clients read. ``tools.TOOLS`` regist
 
 from typing import Annotated, Any
 
-from pydantic import Field, StrictInt
+from pydantic import Field
 
 from ..exceptions import ValidationError
 from ..models import Task
 from .answers import PAGE_BYTES, fit, listed, records
-from .arguments import MAX_ROUTE_BATCH, ExcludeAgents, limit_arg
+from .arguments import MAX_ROUTE_BATCH, ExcludeAgents, limit_arg, offset_arg
 from .lookups import Orchestration, known_task
 
 
@@ -89,14 +89,8 @@ def orchestration_get_routing_decisions(
         str | None, Field(description="Only decisions about this task.")
     ] = None,
     limit: limit_arg("decisions", 200) = 20,
-    offset: Annotated[
-        StrictInt,
-        Field(
-            ge=0,
-            description="Skip this many of the latest decisions first. For the next "
-            "(older) page, pass the next_offset of the previous answer.",
-        ),
-    ] = 0,
+    offset: offset_arg("Skip this many of the latest decisions first. For the next "
+                       "(older) page, pass the next_offset of the previous answer.") = 0,
 ) -> dict[str, Any]:
     """The routing log, newest page first: the `limit` latest decisions after
     skipping `offset` (each page oldest first) with candidates, scores, weights, the

@@ -47,6 +47,7 @@ from .arguments import (
     TaskType,
     TextField,
     limit_arg,
+    offset_arg,
 )
 from .lookups import Orchestration, known_task
 
@@ -190,14 +191,8 @@ def orchestration_get_task(
         Field(description="Also return the task's state changes, oldest first."),
     ] = True,
     history_limit: limit_arg("state changes", 500) = 100,
-    history_offset: Annotated[
-        StrictInt,
-        Field(
-            ge=0,
-            description="Skip this many state changes first (for more, pass the "
-            "previous answer's history_next_offset).",
-        ),
-    ] = 0,
+    history_offset: offset_arg("Skip this many state changes first (for more, pass the "
+                               "previous answer's history_next_offset).") = 0,
 ) -> dict[str, Any]:
     """Get one task as it is now (status, assignee, result, error, retries, lease,
     attempt) and its history.
@@ -227,14 +222,8 @@ def orchestration_read_task_text(
     field: Annotated[
         TextField, Field(description="Which text: 'content', 'result' or 'error'.")
     ],
-    offset: Annotated[
-        StrictInt,
-        Field(
-            ge=0,
-            description="Start at this character (for the next piece, pass the "
-            "previous answer's next_offset).",
-        ),
-    ] = 0,
+    offset: offset_arg("Start at this character (for the next piece, pass the "
+                       "previous answer's next_offset).") = 0,
 ) -> dict[str, Any]:
     """Read a task's content, result or error whole, a piece of up to 256 KiB at a
     time (other tools cut long texts).

@@ -42,6 +42,7 @@ from typing import Any
 
 import pandas as pd
 
+from . import validation as v
 from .capability_router import COMPONENTS, check_weights, weighted_score
 from .evaluation import (
     compare_policies,
@@ -100,12 +101,7 @@ SHIFT_COLUMNS = ["agent_id", "before", "after", "difference"]
 
 def _require(frame: pd.DataFrame, columns: Iterable[str], what: str,
              source: str = "router.decisions()") -> None:
-    if not isinstance(frame, pd.DataFrame):
-        raise ValidationError(f"{what} must be a DataFrame, not {type(frame).__name__}; "
-                              f"pass {source}")
-    missing = [c for c in columns if c not in frame.columns]
-    if missing:
-        raise ValidationError(f"{what} lacks the columns {missing}; pass {source}")
+    v.frame_columns(frame, columns, what, source)
 
 
 def _weights(weights: Any) -> dict[str, float]:

@@ -60,6 +60,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from . import validation as v
 from .exceptions import EvaluationError, shown
 
 Policy = Callable[[Mapping[str, Any]], Mapping[str, float]]
@@ -591,9 +592,5 @@ def _boot_settings(n_boot: Any, confidence: Any, seed: Any) -> tuple[int, float,
 
 
 def _columns(frame: Any, columns: list[str], what: str, source: str) -> None:
-    if not isinstance(frame, pd.DataFrame):
-        raise EvaluationError(f"{what} must be a DataFrame ({source}), not "
-                              f"{type(frame).__name__}")
-    missing = [c for c in columns if c not in frame.columns]
-    if missing:
-        raise EvaluationError(f"{what} lacks the columns {missing}; pass {source}")
+    v.frame_columns(frame, columns, what, source, EvaluationError)
+

@@ -14,6 +14,8 @@ from collections.abc import Iterable
 from datetime import UTC, datetime
 from typing import Any
 
+import pandas as pd
+
 from .exceptions import ValidationError, shown
 from .models import PRIORITIES, TaskStatus
 
@@ -214,3 +216,14 @@ def known_keys(name: str, value: dict, allowed: Iterable[str]) -> None:
     unknown = sorted(shown(k) for k in set(value) - set(allowed))
     if unknown:
         raise ValidationError(f"{name} has unknown keys {unknown}; allowed: {sorted(allowed)}")
+
+
+def frame_columns(frame: Any, columns: Iterable[str], what: str, source: str,
+                  error: type[ValidationError] = ValidationError) -> None:
+    """``frame`` is a DataFrame with every one of ``columns``; else ``error`` saying to
+    pass ``source`` (where such a frame comes from)."""
+    if not isinstance(frame, pd.DataFrame):
+        raise error(f"{what} must be a DataFrame, not {type(frame).__name__}; pass {source}")
+    missing = [c for c in columns if c not in frame.columns]
+    if missing:
+        raise error(f"{what} lacks the columns {missing}; pass {source}")

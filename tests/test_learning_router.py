@@ -24,6 +24,15 @@ def _finish(queue, agent_id, task_type, requirements, ok, duration_ms=1_000, ret
     return task_id
 
 
+def _specialise(queue, rounds):
+    """coder succeeds at coding and fails at writing; writer the other way round."""
+    for _ in range(rounds):
+        _finish(queue, "coder", "coding", ["code"], True)
+        _finish(queue, "coder", "writing", ["prose"], False)
+        _finish(queue, "writer", "coding", ["code"], False)
+        _finish(queue, "writer", "writing", ["prose"], True)
+
+
 @pytest.fixture
 def pair(orch):
     """coder and writer, both able to do everything, capacity 3."""
@@ -217,11 +226,7 @@ def test_thompson_choices_follow_their_propensities(pair):
 
 def test_thompson_learns_who_is_good_at_which_type(pair):
     """coder succeeds at coding and fails at writing; writer the other way round."""
-    for _ in range(12):
-        _finish(pair.queue, "coder", "coding", ["code"], True)
-        _finish(pair.queue, "coder", "writing", ["prose"], False)
-        _finish(pair.queue, "writer", "coding", ["code"], False)
-        _finish(pair.queue, "writer", "writing", ["prose"], True)
+    _specialise(pair.queue, 12)
     pair.router.policy = "thompson"
     pair.router.seed = 1
     coding = Counter(pair.router.route_task({"requirements": [], "task_type": "coding"})
@@ -273,11 +278,7 @@ def test_route_batch_under_thompson_is_reproducible(pair):
 
 
 def test_route_batch_sends_each_type_to_its_specialist(pair):
-    for _ in range(15):
-        _finish(pair.queue, "coder", "coding", ["code"], True)
-        _finish(pair.queue, "coder", "writing", ["prose"], False)
-        _finish(pair.queue, "writer", "coding", ["code"], False)
-        _finish(pair.queue, "writer", "writing", ["prose"], True)
+    _specialise(pair.queue, 15)
     pair.router.policy = "thompson"
     pair.router.seed = 4
     tasks = [{"id": f"c{i}", "requirements": [], "task_type": "coding"} for i in range(2)]

@@ -132,7 +132,7 @@ def read_agents(path: str | Path) -> pd.DataFrame:
     frame = pd.read_csv(path, dtype=str, keep_default_na=False)
     missing = sorted(set(AGENT_COLUMNS) - {"mode"} - set(frame.columns))
     if missing:
-        raise ValueError(f"{path}: missing columns {missing}")
+        raise ValidationError(f"{path}: missing columns {missing}")
     if "mode" not in frame:
         frame["mode"] = "pull"
     frame["mode"] = frame["mode"].replace("", "pull")
@@ -148,7 +148,7 @@ def read_tasks(path: str | Path) -> pd.DataFrame:
     frame = pd.read_csv(path, dtype=str, keep_default_na=False)
     missing = sorted(set(TASK_COLUMNS) - set(frame.columns))
     if missing:
-        raise ValueError(f"{path}: missing columns {missing}")
+        raise ValidationError(f"{path}: missing columns {missing}")
     for column in ("requirements", "dependencies"):
         frame[column] = frame[column].map(_split)
     frame["priority"] = frame["priority"].replace("", "medium")
@@ -568,7 +568,7 @@ def synthetic_workload(
     Agents get 2-4 capabilities, a capacity in ``capacity`` and a failure rate drawn
     uniformly from ``failure_rate``; half pull work, half wait to be routed."""
     if n_tasks < 1 or n_agents < 1:
-        raise ValueError("n_tasks and n_agents must be at least 1")
+        raise ValidationError("n_tasks and n_agents must be at least 1")
     rng = random.Random(seed)
     n_caps = n_capabilities or min(len(CAPABILITY_POOL), max(3, n_agents + 2))
     pool = CAPABILITY_POOL[:n_caps]

@@ -151,3 +151,16 @@ def test_simulate_rejects_bad_settings_and_writes_nothing(kwargs, message):
         assert orch.queue.to_frame().empty and orch.registry.to_frame().empty
     with ao.connect() as orch, pytest.raises(ValidationError, match="SkillWorkload"):
         simulate(orch, sample_workload())
+
+
+def test_reading_a_workload_without_its_columns_is_a_validation_error(tmp_path):
+    from athena_orch.exceptions import OrchestrationError
+    from athena_orch.workload import read_agents, read_tasks, synthetic_workload
+
+    bad = tmp_path / "bad.csv"
+    bad.write_text("name,colour\nx,red\n")
+    for read in (read_agents, read_tasks):
+        with pytest.raises(OrchestrationError, match="missing columns"):
+            read(bad)
+    with pytest.raises(OrchestrationError, match="at least 1"):
+        synthetic_workload(n_tasks=0)

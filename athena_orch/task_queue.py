@@ -478,7 +478,7 @@ class TaskQueue:
         task_id = v.text("task_id", task_id)
         agent_id, attempt = _fence(agent_id, attempt)
         reason = "released" if reason is None else f"released: {v.string('reason', reason)}"
-        return self.db.atomic(self._release, task_id, agent_id, attempt, reason)
+        return self.db.at_once(self._release, task_id, agent_id, attempt, reason)
 
     def _release(self, task_id: str, agent_id: str | None, attempt: int | None,
                  reason: str) -> Task:
@@ -486,8 +486,9 @@ class TaskQueue:
         _check_attempt(task, "release", agent_id, attempt)
         if task.status not in ACTIVE_STATES:
             raise InvalidTransitionError(task.id, task.status.value, "release")
-        released = self._changed(task.id, "release", self.episodic.release(task.id, task.attempt))
-        self._log(task.id, task.status, PENDING, task.assigned_to, self._now(), reason)
+        now = self._now()
+        released = self._changed(task.id, "release", self.episodic.release(task, reason, now))
+        self._announce_moves([([task.id], task.status, PENDING, task.assigned_to, reason)], now)
         self.db.announce_work()
         return released
 

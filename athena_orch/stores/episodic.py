@@ -148,9 +148,13 @@ class EpisodicStore:
         return self._transition("task_start", task_id=task_id, now=now, lease_until=lease_until,
                                 agent_id=agent_id, attempt=attempt)
 
-    def release(self, task_id: str, attempt: int) -> Task | None:
-        """Back to pending without using a retry, if ``attempt`` is still current."""
-        return self._transition("task_release", task_id=task_id, attempt=attempt)
+    def release(self, task: Task, reason: str, now: datetime) -> Task | None:
+        """Back to pending without using a retry, with its history, in one statement, if
+        the attempt of ``task`` (as read in this call) is still current."""
+        _, _, contents = transition_contents(
+            [([task.id], task.status, TaskStatus.PENDING, task.assigned_to, reason)])
+        return self._transition("task_release", task_id=task.id, attempt=task.attempt,
+                                content=contents[0], now=now)
 
     def lock_tasks(self, task_ids: list[str]) -> dict[str, Task]:
         """The tasks of ``task_ids`` that exist, by id, read to be changed in this

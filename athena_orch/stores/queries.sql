@@ -336,13 +336,24 @@ RETURNING episodic_events.task_id;
 
 -- name: task_release
 -- assigned/running -> pending without using a retry or waiting a back-off: the attempt
--- the caller read, handed back (a worker that stops).
-UPDATE episodic_events
-SET task_status = 'pending', assigned_to = NULL, assigned_at = NULL, started_at = NULL,
-    lease_until = NULL, retry_until = NULL
-WHERE task_id = $task_id AND task_status IN ('assigned', 'running')
-  AND coalesce(attempt, 0) = $attempt::INTEGER
-RETURNING *;
+-- the caller read, handed back (a worker that stops), with its history event ($content),
+-- in one statement; returns the task. The final SELECT reads every write (see
+-- tasks_claim_mark).
+WITH released AS (
+    UPDATE episodic_events
+    SET task_status = 'pending', assigned_to = NULL, assigned_at = NULL, started_at = NULL,
+        lease_until = NULL, retry_until = NULL
+    WHERE task_id = $task_id::VARCHAR AND task_status IN ('assigned', 'running')
+      AND coalesce(attempt, 0) = $attempt::INTEGER
+    RETURNING *),
+logged AS (
+    INSERT INTO episodic_events (timestamp, event_type, content, outcome, context_task,
+                                 context_phase)
+    SELECT $now::TIMESTAMPTZ, 'task_transition', $content::VARCHAR, 'pending', task_id,
+           'pending'
+    FROM released
+    RETURNING id)
+SELECT *, (SELECT count(*) FROM logged) AS logged FROM released;
 
 -- name: task_renew_lease
 -- A new lease for the task, if the caller's attempt (NULLs: any) is its current one.

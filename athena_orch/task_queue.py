@@ -1,7 +1,11 @@
 """The durable task queue: task rows in episodic memory, the lifecycle rules in Python.
 
-Every call runs in one database transaction under the database lock, so a call either
-happens whole or not at all, and two workers never get the same task. Who waits on whom
+Every call happens whole or not at all, and two workers never get the same task: a call
+that writes with several statements runs in one transaction (``db.atomic``); one whose
+writes are a single statement (create without dependencies, claim, start, complete,
+heartbeat, release) runs it alone on DuckDB, holding the connection, as a lone statement
+commits atomically (``db.at_once``; PostgreSQL keeps the transaction and its row locks).
+The rows and their history are the store's (``stores/task_rows.py``). Who waits on whom
 is an in-memory successors map (built when a failure or cancellation first needs it,
 rebuilt when the database's change counter moves); ``dependency_graph()`` returns the
 DAG as a NetworkX graph read fresh from the database.

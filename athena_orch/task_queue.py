@@ -4,7 +4,8 @@ Every call happens whole or not at all, and two workers never get the same task:
 that writes with several statements runs in one transaction (``db.atomic``); one whose
 writes are a single statement (create without dependencies, claim, start, complete,
 heartbeat, release) runs it alone on DuckDB, holding the connection, as a lone statement
-commits atomically (``db.at_once``; PostgreSQL keeps the transaction and its row locks).
+commits atomically (``db.at_once``; PostgreSQL keeps the transaction and its row locks,
+except where no read locks anything: ``db.alone``).
 The rows and their history are the store's (``stores/task_rows.py``). Who waits on whom
 is an in-memory successors map (built when a failure or cancellation first needs it,
 rebuilt when the database's change counter moves); ``dependency_graph()`` returns the
@@ -143,9 +144,15 @@ class TaskQueue:
 
     def _create(self, batch: TaskBatch) -> list[str]:
         """Tasks without dependencies are one insert (their rows are their creation
-        events), so need no transaction."""
+        events), so need no transaction; with idempotency keys, PostgreSQL keeps one for
+        its lock on the keys."""
         batch.task_id = new_task_ids(len(batch))
-        run = self.db.atomic if any(batch.dependencies) else self.db.at_once
+        if any(batch.dependencies):
+            run = self.db.atomic
+        elif any(k is not None for k in batch.idempotency_key):
+            run = self.db.at_once
+        else:
+            run = self.db.alone
         return run(self._create_in_transaction, batch)
 
     def _create_in_transaction(self, given: TaskBatch) -> list[str]:
@@ -341,7 +348,7 @@ class TaskQueue:
         only if that is the task's current attempt (else StaleAttemptError)."""
         task_id = v.text("task_id", task_id)
         agent_id, attempt = _fence(agent_id, attempt)
-        return self.db.at_once(self._start, task_id, agent_id, attempt)
+        return self.db.alone(self._start, task_id, agent_id, attempt)
 
     def _start(self, task_id: str, agent_id: str | None, attempt: int | None) -> Task:
         now = self._now()
@@ -532,8 +539,8 @@ class TaskQueue:
         agent_id, attempt = _fence(agent_id, attempt)
         if task_id is None:
             return self.db.at_once(self._heartbeat_agent, agent_id)
-        return self.db.at_once(self._heartbeat_task, v.text("task_id", task_id), agent_id,
-                               attempt)
+        return self.db.alone(self._heartbeat_task, v.text("task_id", task_id), agent_id,
+                             attempt)
 
     def _heartbeat_task(self, task_id: str, agent_id: str | None,
                         attempt: int | None) -> list[str]:

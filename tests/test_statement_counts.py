@@ -3,8 +3,9 @@
 up is a call that got slower. BEGIN and COMMIT count like any other statement.
 
 DuckDB runs a call whose writes are one statement without BEGIN/COMMIT (a lone
-statement commits atomically); PostgreSQL keeps its transaction, its locks (the agent's
-row before a claim, the tasks in id order before a completion) and its NOTIFY of work.
+statement commits atomically); PostgreSQL does too where no read locks anything (create,
+start, heartbeat), and keeps its transaction where reads lock (the agent's row before a
+claim, the tasks in id order before a completion or release), plus its NOTIFY of work.
 Each scenario also checks that the call did its whole job (history, results, figures),
 so a count cannot drop by losing a write.
 """
@@ -20,7 +21,7 @@ from athena_orch.exceptions import StaleAttemptError
 EXPECTED = {
     "duckdb": {"create": 1, "claim": 2, "start": 1, "heartbeat": 1, "complete": 3,
                "fail_retry": 7, "fail_for_good": 8, "release": 2, "stale_complete": 1},
-    "postgresql": {"create": 4, "claim": 5, "start": 3, "heartbeat": 3, "complete": 6,
+    "postgresql": {"create": 2, "claim": 5, "start": 1, "heartbeat": 1, "complete": 6,
                    "fail_retry": 8, "fail_for_good": 9, "release": 5, "stale_complete": 3},
 }
 LIFECYCLE_GOAL = 8  # create + claim + start + complete on DuckDB, BEGIN/COMMIT included

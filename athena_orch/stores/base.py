@@ -241,7 +241,17 @@ class SQLDatabase(ABC):
         statement commits atomically on its own. Its session is held throughout, so no
         other thread of this process runs between its statements; conflicts are retried
         as :meth:`atomic` retries them. Elsewhere it is :meth:`atomic`."""
-        if not self.one_writer or self._in_transaction():
+        if not self.one_writer:
+            return self.atomic(fn, *args, **kwargs)
+        return self.alone(fn, *args, **kwargs)
+
+    def alone(self, fn: Callable[..., Any], /, *args: Any, **kwargs: Any) -> Any:
+        """``fn(*args, **kwargs)`` whose only write is one statement and whose reads lock
+        nothing (they only explain a refusal): outside a transaction it runs without
+        BEGIN/COMMIT on every backend, as a lone statement commits atomically, holding
+        this thread's session; conflicts are retried as :meth:`atomic` retries them.
+        Inside a transaction it joins it."""
+        if self._in_transaction():
             return self.atomic(fn, *args, **kwargs)
         return self._retried(self._hold, fn, args, kwargs)
 

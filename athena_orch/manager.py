@@ -2,14 +2,18 @@
 
 from __future__ import annotations
 
+import logging
 from datetime import datetime
 from pathlib import Path
 from typing import Any
 
 from .agent_registry import AgentRegistry
 from .capability_router import CapabilityRouter
+from .exceptions import OrchestrationError
 from .stores import EpisodicStore, GraphStore, MetaStore, open_database
 from .task_queue import TaskQueue
+
+logger = logging.getLogger(__name__)
 
 
 class OrchestrationManager:
@@ -49,12 +53,17 @@ class OrchestrationManager:
         return self._closed
 
     def close(self) -> None:
-        """Write the decisions still waiting, stop event delivery, close the database."""
+        """Write the decisions still waiting, stop event delivery, close the database.
+        If the waiting decisions cannot be written (the database failed), that is logged
+        and the manager closes all the same."""
         if self._closed:
             return
         self._closed = True
         try:
             self.router.log.close()
+        except OrchestrationError as exc:
+            logger.warning("closing %s: %d routing decisions could not be written: %s",
+                           self.db.path, self.router.log.pending, exc)
         finally:
             self.events.close()
             self.db.close()

@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import time
 
+import duckdb
+
 import athena_orch
 from athena_orch.decision_log import DecisionLog
 
@@ -88,3 +90,16 @@ def test_decisions_are_stamped_with_the_managers_clock(orch, clock):
     orch.registry.register_agent("a", ["x"])
     orch.router.route_task({"requirements": ["x"]})
     assert orch.router.decisions()["decided_at"].iloc[0] == clock.now
+
+
+def test_close_logs_what_it_cannot_write_and_still_closes(tmp_path, caplog):
+    path = tmp_path / "o.duckdb"
+    orch = athena_orch.connect(path)
+    orch.registry.register_agent("a", ["x"])
+    orch.router.log.flush_seconds = 3600
+    orch.router.route_task({"requirements": ["x"]})
+    with duckdb.connect(str(path)) as con:  # the same file, behind the manager's back
+        con.execute("DROP TABLE routing_decisions")
+    orch.close()
+    assert orch.closed
+    assert "1 routing decisions could not be written" in caplog.text

@@ -32,6 +32,7 @@ FINAL_STATES = frozenset(
 )
 ACTIVE_STATES = frozenset({TaskStatus.ASSIGNED, TaskStatus.RUNNING})
 PRIORITIES = ("high", "medium", "low")  # in claim order
+PRIORITY_RANK = {p: rank for rank, p in enumerate(PRIORITIES)}  # stored as priority_rank
 
 
 @dataclass

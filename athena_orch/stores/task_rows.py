@@ -3,7 +3,7 @@
 The one place that knows the physical row: building creation rows from validated
 records (``models.TaskBatch``), the JSON-list format of requirements and dependencies
 (written by :func:`dumps_many`, read by :func:`json_lists`), the priority rank that
-orders the queue, the JSON of a transition event, and decoding rows into ``Task``
+orders the queue (models.PRIORITY_RANK), the JSON of a transition event, and decoding rows into ``Task``
 objects. The stores use it; the rules layer (``task_queue``) never sees a row.
 """
 
@@ -23,10 +23,8 @@ import numpy as np
 import pandas as pd
 
 from ..bulk import paused_gc
-from ..models import PRIORITIES, Task, TaskBatch, TaskStatus
+from ..models import PRIORITY_RANK, Task, TaskBatch, TaskStatus
 
-#: Queue order of priorities, as stored in ``priority_rank`` (models.PRIORITIES order).
-PRIORITY_RANK = {p: rank for rank, p in enumerate(PRIORITIES)}
 _PENDING, _BLOCKED = TaskStatus.PENDING.value, TaskStatus.BLOCKED.value
 
 

@@ -3,8 +3,9 @@
 The one place that knows the physical row: building creation rows from validated
 records (``models.TaskBatch``), the JSON-list format of requirements and dependencies
 (written by :func:`dumps_many`, read by :func:`json_lists`), the priority rank that
-orders the queue (models.PRIORITY_RANK), the JSON of a transition event, and decoding rows into ``Task``
-objects. The stores use it; the rules layer (``task_queue``) never sees a row.
+orders the queue (``models.PRIORITY_RANK``), the JSON of a transition event, and
+decoding rows into ``Task`` objects. The stores use it; the rules layer (``task_queue``)
+never sees a row.
 """
 
 from __future__ import annotations

@@ -437,8 +437,9 @@ class TaskQueue:
     def _fail(self, tasks: list[Task], errors: list[str], should_retry: bool,
               now: datetime) -> list[Task]:
         """Retry, or fail for good when no retry is left (or ``should_retry`` is False),
-        the current attempt of each task (rows read in this transaction); block what is
-        downstream of those that failed and count a failure for each agent. A bounded
+        the current attempt of each task (rows read in this transaction), with their
+        history, in one statement; block what is downstream of those that failed, then
+        count a failure for each agent (tasks before agents: the lock order). A bounded
         number of statements however many tasks: one call never holds the lock long."""
         attempts = _attempts(tasks)  # before retry() clears the assignee
         again = [should_retry and t.retry_count < t.max_retries for t in tasks]
@@ -447,10 +448,11 @@ class TaskQueue:
                  for t, e, retry in zip(tasks, errors, again)]
         retried = [(t, e) for t, e, retry in zip(tasks, errors, again) if retry]
         final = [(t, e) for t, e, retry in zip(tasks, errors, again) if not retry]
-        self.episodic.retry([t for t, _ in retried], [e for _, e in retried],
-                            [now + self._backoff(t.retry_count) for t, _ in retried])
-        self.episodic.fail([t for t, _ in final], [e for _, e in final], now)
-        self._log_many(moves, now)
+        self._announce_moves(moves, now)
+        self.episodic.fail_step(
+            [t for t, _ in retried], [e for _, e in retried],
+            [now + self._backoff(t.retry_count) for t, _ in retried],
+            [t for t, _ in final], [e for _, e in final], moves, now)
         self._block_downstream([t.id for t, _ in final], "failed", now)
         self.meta.record_failures(outcome_figures(attempts, success=False), now)
         if tasks:

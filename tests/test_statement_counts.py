@@ -20,9 +20,9 @@ from athena_orch.exceptions import StaleAttemptError
 #: statements per call: DuckDB file, PostgreSQL
 EXPECTED = {
     "duckdb": {"create": 1, "claim": 2, "start": 1, "heartbeat": 1, "complete": 3,
-               "fail_retry": 7, "fail_for_good": 8, "release": 2, "stale_complete": 1},
+               "fail_retry": 5, "fail_for_good": 6, "release": 2, "stale_complete": 1},
     "postgresql": {"create": 2, "claim": 5, "start": 1, "heartbeat": 1, "complete": 6,
-                   "fail_retry": 8, "fail_for_good": 9, "release": 5, "stale_complete": 3},
+                   "fail_retry": 6, "fail_for_good": 7, "release": 5, "stale_complete": 3},
 }
 LIFECYCLE_GOAL = 8  # create + claim + start + complete on DuckDB, BEGIN/COMMIT included
 

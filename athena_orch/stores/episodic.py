@@ -189,32 +189,31 @@ class EpisodicStore:
             task.result_task_id, task.lease_until, task.result = ids[task.id], None, result
         return tasks
 
-    def retry(self, tasks: list[Task], errors: list[str], retry_untils: list[datetime]
-              ) -> list[Task]:
-        """Put these active tasks (read in this transaction) back to pending, each with its
-        error and back-off; returns them as written."""
-        if tasks:
-            self.db.execute("tasks_retry", task_ids=[t.id for t in tasks],
-                            attempts=[t.attempt for t in tasks], errors=errors,
-                            retry_untils=retry_untils)
-        for task, error, until in zip(tasks, errors, retry_untils):
+    def fail_step(self, retried: list[Task], retry_errors: list[str],
+                  retry_untils: list[datetime], failed: list[Task], fail_errors: list[str],
+                  moves: list[tuple], now: datetime) -> None:
+        """One failure step of active tasks (read in this transaction), in one statement:
+        ``retried`` back to pending with one retry used, each with its error and
+        back-off; ``failed`` failed for good with their errors; with the history of
+        ``moves`` (as :meth:`record_moves` takes them). Changes the Tasks as written."""
+        task_ids, statuses, contents = transition_contents(moves)
+        if not task_ids:
+            return
+        self.db.execute(
+            "tasks_fail_step", task_ids=task_ids, statuses=statuses, contents=contents,
+            retry_ids=[t.id for t in retried], retry_attempts=[t.attempt for t in retried],
+            retry_untils=retry_untils, retry_errors=retry_errors,
+            fail_ids=[t.id for t in failed], fail_attempts=[t.attempt for t in failed],
+            fail_errors=fail_errors, now=now)
+        for task, error, until in zip(retried, retry_errors, retry_untils):
             task.status, task.error, task.retry_count = (
                 TaskStatus.PENDING, error, task.retry_count + 1)
             task.retry_until = until.astimezone(DB_UTC)
             task.assigned_to = task.assigned_at = task.started_at = task.lease_until = None
-        return tasks
-
-    def fail(self, tasks: list[Task], errors: list[str], now: datetime) -> list[Task]:
-        """Fail these active tasks (read in this transaction) for good; returns them as
-        written."""
-        if tasks:
-            self.db.execute("tasks_fail", task_ids=[t.id for t in tasks],
-                            attempts=[t.attempt for t in tasks], errors=errors, now=now)
         now = now.astimezone(DB_UTC)
-        for task, error in zip(tasks, errors):
+        for task, error in zip(failed, fail_errors):
             task.status, task.error, task.success = TaskStatus.FAILED, error, False
             task.completed_at, task.lease_until = now, None
-        return tasks
 
     def cancel(self, task_id: str, reason: str, now: datetime) -> Task | None:
         return self._transition("task_cancel", task_id=task_id, reason=reason, now=now)

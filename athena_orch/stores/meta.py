@@ -77,25 +77,17 @@ class MetaStore:
                         failed=failed, success_ms=success_ms, now=now, cap=FIGURE_CAP)
 
     def record_failures(self, figures: OutcomeFigures, now: datetime) -> None:
-        """Add failed attempts (:func:`outcome_figures`) to the agents' figures, agents
-        first, in key order (the global lock order)."""
+        """Add failed attempts (:func:`outcome_figures`) to the agents' figures and to
+        their figures per skill, in one statement."""
         if not figures.agents:
             return
-        self.record_outcomes(figures.agents, now, completed=[0] * len(figures.agents),
-                             failed=figures.agent_counts, success_ms=figures.agent_ms)
-        self.record_skill_outcomes(figures.skill_agents, figures.skill_kinds, figures.skills,
-                                   now, completed=[0] * len(figures.skills),
-                                   failed=figures.skill_counts, success_ms=figures.skill_ms)
-
-    def record_skill_outcomes(self, agent_ids: list[str], kinds: list[str], skills: list[str],
-                              now: datetime, *, completed: list[int], failed: list[int],
-                              success_ms: list[int]) -> None:
-        """Add outcomes per agent x skill (``kinds``: SKILL_KINDS; lists aligned, rows may
-        repeat); each sum stops at FIGURE_CAP."""
-        if agent_ids:
-            self.db.execute("skill_metrics_record", agent_ids=agent_ids, kinds=kinds,
-                            skills=skills, completed=completed, failed=failed,
-                            success_ms=success_ms, now=now, cap=FIGURE_CAP)
+        zeros, skill_zeros = [0] * len(figures.agents), [0] * len(figures.skills)
+        self.db.execute("figures_record", agent_ids=figures.agents, agent_completed=zeros,
+                        agent_failed=figures.agent_counts, agent_ms=figures.agent_ms,
+                        skill_agents=figures.skill_agents, skill_kinds=figures.skill_kinds,
+                        skills=figures.skills, skill_completed=skill_zeros,
+                        skill_failed=figures.skill_counts, skill_ms=figures.skill_ms,
+                        now=now, cap=FIGURE_CAP)
 
     def delete_figures(self, agent_id: str) -> None:
         self.db.execute("metrics_delete", agent_id=agent_id)

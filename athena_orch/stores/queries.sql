@@ -229,8 +229,8 @@ WHERE task_id IN (SELECT unnest($task_ids::VARCHAR[]));
 -- running -> completed for the given tasks (read with tasks_lock and checked), in one
 -- statement: each result becomes an event linked from its task, the task gets its
 -- execution time, its history is written, the tasks waiting on it count one dependency
--- less, and the agents' figures (lists of equal length, in agent order, as metrics_record
--- and skill_metrics_record) count the successes. No RETURNING on the task update (see
+-- less, and the agents' figures (lists of equal length, in key order, as figures_record
+-- takes them) count the successes. No RETURNING on the task update (see
 -- tasks_claim_mark); the update reads every insert (the same DuckDB caveat).
 WITH results AS (
     INSERT INTO episodic_events (timestamp, event_type, content, outcome, context_task,
@@ -290,32 +290,43 @@ WHERE episodic_events.task_id = i.task_id AND episodic_events.task_status = 'run
 SELECT task_id, result_task_id FROM episodic_events
 WHERE task_id IN (SELECT unnest($task_ids::VARCHAR[]));
 
--- name: tasks_retry
--- assigned/running -> pending, each task with one retry used, its back-off and its error
--- (lists of equal length); only the attempts the caller read in this transaction, so a
--- task another process requeued meanwhile is left alone. No RETURNING (see
--- tasks_claim_mark): the caller knows the rows.
-UPDATE episodic_events
-SET task_status = 'pending', assigned_to = NULL, assigned_at = NULL, started_at = NULL,
-    lease_until = NULL, retry_count = retry_count + 1, retry_until = i.retry_until,
-    error_message = i.error
-FROM (SELECT unnest($task_ids::VARCHAR[]) AS task_id, unnest($attempts::INTEGER[]) AS attempt,
-             unnest($retry_untils::TIMESTAMPTZ[]) AS retry_until,
-             unnest($errors::VARCHAR[]) AS error) i
-WHERE episodic_events.task_id = i.task_id
-  AND episodic_events.task_status IN ('assigned', 'running')
-  AND coalesce(episodic_events.attempt, 0) = i.attempt;
-
--- name: tasks_fail
--- assigned/running -> failed for good, each with its error (as tasks_retry).
+-- name: tasks_fail_step
+-- One failure step of active tasks (read in this transaction), in one statement: those of
+-- $retry_ids back to pending with one retry used, their back-off and their error, those of
+-- $fail_ids failed for good with their error, each only under the attempt the caller read
+-- (a task another process requeued meanwhile is left alone), and the history events of
+-- both ($task_ids, $statuses, $contents: lists of equal length). No RETURNING on the
+-- updates (see tasks_claim_mark); the last update reads the history insert (the same
+-- DuckDB caveat).
+WITH logged AS (
+    INSERT INTO episodic_events (timestamp, event_type, content, outcome, context_task,
+                                 context_phase)
+    SELECT $now, 'task_transition', unnest($contents::VARCHAR[]),
+           unnest($statuses::VARCHAR[]), unnest($task_ids::VARCHAR[]),
+           unnest($statuses::VARCHAR[])
+    RETURNING id),
+retried AS (
+    UPDATE episodic_events
+    SET task_status = 'pending', assigned_to = NULL, assigned_at = NULL, started_at = NULL,
+        lease_until = NULL, retry_count = retry_count + 1, retry_until = i.retry_until,
+        error_message = i.error
+    FROM (SELECT unnest($retry_ids::VARCHAR[]) AS task_id,
+                 unnest($retry_attempts::INTEGER[]) AS attempt,
+                 unnest($retry_untils::TIMESTAMPTZ[]) AS retry_until,
+                 unnest($retry_errors::VARCHAR[]) AS error) i
+    WHERE episodic_events.task_id = i.task_id
+      AND episodic_events.task_status IN ('assigned', 'running')
+      AND coalesce(episodic_events.attempt, 0) = i.attempt)
 UPDATE episodic_events
 SET task_status = 'failed', completed_at = $now, error_message = i.error, success = FALSE,
     lease_until = NULL, outcome = 'failure'
-FROM (SELECT unnest($task_ids::VARCHAR[]) AS task_id, unnest($attempts::INTEGER[]) AS attempt,
-             unnest($errors::VARCHAR[]) AS error) i
+FROM (SELECT unnest($fail_ids::VARCHAR[]) AS task_id,
+             unnest($fail_attempts::INTEGER[]) AS attempt,
+             unnest($fail_errors::VARCHAR[]) AS error) i
 WHERE episodic_events.task_id = i.task_id
   AND episodic_events.task_status IN ('assigned', 'running')
-  AND coalesce(episodic_events.attempt, 0) = i.attempt;
+  AND coalesce(episodic_events.attempt, 0) = i.attempt
+  AND (SELECT count(*) FROM logged) > 0;
 
 -- name: task_cancel
 UPDATE episodic_events
@@ -550,17 +561,30 @@ ON CONFLICT (agent_id) DO UPDATE SET
 -- name: metrics_delete
 DELETE FROM agent_metrics WHERE agent_id = $agent_id;
 
--- name: skill_metrics_record
--- Outcomes per agent x skill (task type or capability), as metrics_record does for agents:
--- rows locked in (agent, kind, skill) order, after the agents' rows.
+-- name: figures_record
+-- Add outcomes to agents' figures and to their figures per skill (task type or
+-- capability), in one statement: lists of equal length per table, each row once, in key
+-- order (agents first: the global lock order), counts summed and capped by the caller;
+-- each sum stops at $cap as in metrics_record. The skills' insert reads the agents'
+-- (the DuckDB caveat of tasks_claim_mark).
+WITH agent_figures AS (
+    INSERT INTO agent_metrics
+    SELECT unnest($agent_ids::VARCHAR[]), unnest($agent_completed::BIGINT[]),
+           unnest($agent_failed::BIGINT[]), unnest($agent_ms::BIGINT[]), $now
+    ON CONFLICT (agent_id) DO UPDATE SET
+        total_completed = least(agent_metrics.total_completed::HUGEINT
+                                + excluded.total_completed, $cap),
+        total_failed = least(agent_metrics.total_failed::HUGEINT + excluded.total_failed,
+                             $cap),
+        total_success_ms = least(agent_metrics.total_success_ms::HUGEINT
+                                 + excluded.total_success_ms, $cap),
+        last_updated = excluded.last_updated
+    RETURNING agent_id)
 INSERT INTO agent_skill_metrics
-SELECT agent_id, skill_kind, skill, least(sum(completed), $cap), least(sum(failed), $cap),
-       least(sum(success_ms), $cap), $now
-FROM (SELECT unnest($agent_ids::VARCHAR[]) AS agent_id, unnest($kinds::VARCHAR[]) AS skill_kind,
-             unnest($skills::VARCHAR[]) AS skill, unnest($completed::BIGINT[]) AS completed,
-             unnest($failed::BIGINT[]) AS failed, unnest($success_ms::BIGINT[]) AS success_ms)
-GROUP BY agent_id, skill_kind, skill
-ORDER BY agent_id, skill_kind, skill
+SELECT unnest($skill_agents::VARCHAR[]), unnest($skill_kinds::VARCHAR[]),
+       unnest($skills::VARCHAR[]), unnest($skill_completed::BIGINT[]),
+       unnest($skill_failed::BIGINT[]), unnest($skill_ms::BIGINT[]), $now
+WHERE (SELECT count(*) FROM agent_figures) >= 0
 ON CONFLICT (agent_id, skill_kind, skill) DO UPDATE SET
     completed = least(agent_skill_metrics.completed::HUGEINT + excluded.completed, $cap),
     failed = least(agent_skill_metrics.failed::HUGEINT + excluded.failed, $cap),

@@ -298,18 +298,31 @@ ON CONFLICT (agent_id) DO UPDATE SET
                              $cap::bigint),
     last_updated = excluded.last_updated;
 
--- name: skill_metrics_record
--- As in DuckDB, wide sums in numeric; rows locked in (agent, kind, skill) order.
+-- name: figures_record
+-- As in DuckDB, wide sums in numeric; agents' rows first, then their skills', in key order.
+WITH agent_figures AS (
+    INSERT INTO agent_metrics
+    SELECT f.agent_id, f.completed, f.failed, f.ms, $now::timestamptz
+    FROM unnest($agent_ids::text[], $agent_completed::bigint[], $agent_failed::bigint[],
+                $agent_ms::bigint[]) AS f(agent_id, completed, failed, ms)
+    ON CONFLICT (agent_id) DO UPDATE SET
+        total_completed = least(agent_metrics.total_completed::numeric
+                                + excluded.total_completed, $cap::bigint),
+        total_failed = least(agent_metrics.total_failed::numeric + excluded.total_failed,
+                             $cap::bigint),
+        total_success_ms = least(agent_metrics.total_success_ms::numeric
+                                 + excluded.total_success_ms, $cap::bigint),
+        last_updated = excluded.last_updated
+    RETURNING agent_id)
 INSERT INTO agent_skill_metrics
-SELECT agent_id, skill_kind, skill, least(sum(completed), $cap::bigint),
-       least(sum(failed), $cap::bigint), least(sum(success_ms), $cap::bigint), $now::timestamptz
-FROM (SELECT unnest($agent_ids::text[]) AS agent_id, unnest($kinds::text[]) AS skill_kind,
-             unnest($skills::text[]) AS skill, unnest($completed::bigint[]) AS completed,
-             unnest($failed::bigint[]) AS failed, unnest($success_ms::bigint[]) AS success_ms) AS o
-GROUP BY agent_id, skill_kind, skill
-ORDER BY agent_id, skill_kind, skill
+SELECT f.agent_id, f.kind, f.skill, f.completed, f.failed, f.ms, $now::timestamptz
+FROM unnest($skill_agents::text[], $skill_kinds::text[], $skills::text[],
+            $skill_completed::bigint[], $skill_failed::bigint[], $skill_ms::bigint[])
+     AS f(agent_id, kind, skill, completed, failed, ms)
+WHERE (SELECT count(*) FROM agent_figures) >= 0
 ON CONFLICT (agent_id, skill_kind, skill) DO UPDATE SET
-    completed = least(agent_skill_metrics.completed::numeric + excluded.completed, $cap::bigint),
+    completed = least(agent_skill_metrics.completed::numeric + excluded.completed,
+                      $cap::bigint),
     failed = least(agent_skill_metrics.failed::numeric + excluded.failed, $cap::bigint),
     success_ms = least(agent_skill_metrics.success_ms::numeric + excluded.success_ms,
                        $cap::bigint),

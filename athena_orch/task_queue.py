@@ -127,11 +127,26 @@ class TaskQueue:
         With ``idempotency_key``, creating the same task again returns the first id; the
         same key with other content (or name) raises DuplicateTaskError.
         """
-        return self._create(tr.batch_from([{
+        return self.add_task(content, task_type, priority, requirements, dependencies,
+                             max_retries=max_retries,
+                             estimated_duration_ms=estimated_duration_ms,
+                             idempotency_key=idempotency_key, name=name)[0]
+
+    def add_task(self, content: str, task_type: str, priority: str = "medium",
+                 requirements: list[str] | None = None,
+                 dependencies: list[str] | None = None, *, max_retries: int = 3,
+                 estimated_duration_ms: int | None = None,
+                 idempotency_key: str | None = None,
+                 name: str | None = None) -> tuple[str, bool]:
+        """``create_task``, also telling whether this call made the task: (id, False)
+        when its idempotency key found a task made earlier."""
+        batch = tr.batch_from([{
             "content": content, "task_type": task_type, "priority": priority,
             "requirements": requirements, "dependencies": dependencies,
             "max_retries": max_retries, "estimated_duration_ms": estimated_duration_ms,
-            "idempotency_key": idempotency_key, "name": name}], numbered=False))[0]
+            "idempotency_key": idempotency_key, "name": name}], numbered=False)
+        task_id = self._create(batch)[0]
+        return task_id, task_id == batch.task_id[0]
 
     def create_tasks(self, records: Iterable[dict[str, Any]] | pd.DataFrame) -> list[str]:
         """Create many tasks at once, all or nothing; ids come back in record order.
@@ -145,7 +160,8 @@ class TaskQueue:
     def _create(self, batch: TaskBatch) -> list[str]:
         """Tasks without dependencies are one insert (their rows are their creation
         events), so need no transaction; with idempotency keys, PostgreSQL keeps one for
-        its lock on the keys."""
+        its lock on the keys. ``batch.task_id`` is set to the ids of new tasks; those a
+        key reuses come back in their place."""
         batch.task_id = new_task_ids(len(batch))
         if any(batch.dependencies):
             run = self.db.atomic

@@ -604,3 +604,13 @@ def test_query_tasks_pages_with_limit_and_offset(orch):
     assert [t.id for t in q.query_tasks({"offset": 5})] == ids[5:]
     with pytest.raises(athena_orch.exceptions.ValidationError, match="offset must be a non-negative"):
         q.query_tasks({"offset": -1})
+
+
+def test_add_task_tells_whether_it_made_the_task(queue):
+    made, created = queue.add_task("report", "docs", idempotency_key="r-1")
+    assert created and queue.get_task_status(made).content == "report"
+    again, created_again = queue.add_task("report", "docs", idempotency_key="r-1")
+    assert (again, created_again) == (made, False)
+    plain, created_plain = queue.add_task("no key", "docs")
+    assert created_plain and plain != made
+    assert queue.get_queue_statistics().total_count == 2

@@ -73,8 +73,7 @@ def orchestration_create_task(
     call again: if an answer is lost (a timeout), sending the same call again is then
     safe and tells you the task's id.
     """
-    task_id, created = _create_one(
-        orch,
+    task_id, created = orch.queue.add_task(
         content=content,
         task_type=task_type,
         priority=priority,
@@ -416,16 +415,6 @@ def orchestration_get_queue_statistics(orch: Orchestration) -> dict[str, Any]:
     """Number of tasks in each state, the total and the success rate
     (completed / (completed + failed); 1.0 while nothing has finished)."""
     return orch.queue.get_queue_statistics().to_dict()
-
-
-def _create_one(orch: Orchestration, **fields: Any) -> tuple[str, bool]:
-    """``queue.create_task(**fields)``: the task's id, and whether this call made it (false
-    when the idempotency_key named a task made earlier)."""
-    # issue 17: replaced when the queue reports it. Until then the queue's size before and
-    # after tells, at the cost of two counts of the whole queue when a key is given.
-    before = orch.queue.get_queue_statistics().total_count if fields["idempotency_key"] else None
-    task_id = orch.queue.create_task(**fields)
-    return task_id, before is None or orch.queue.get_queue_statistics().total_count > before
 
 
 def _tasks_page(orch: Orchestration, filters: dict[str, Any], limit: int,

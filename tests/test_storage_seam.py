@@ -62,11 +62,6 @@ def test_database_errors_come_back_translated_and_chained():
     db.close()
 
 
-# Stores still annotated with the DuckDB class (another change moves them to the seam):
-# this list may only shrink, and the test below fails once an entry is no longer needed.
-STORES_ON_DUCKDB_CLASS = {"EpisodicStore", "MetaStore"}
-
-
 def test_the_stores_are_typed_against_the_seam_not_a_backend():
     """Each store runs on either backend, so its ``db`` is the seam, SQLDatabase."""
     import typing
@@ -77,4 +72,4 @@ def test_the_stores_are_typed_against_the_seam_not_a_backend():
                stores.SubscriptionStore]
     typed = {cls.__name__: typing.get_type_hints(cls.__init__)["db"] for cls in classes}
     on_seam = {name for name, hint in typed.items() if hint is stores.SQLDatabase}
-    assert set(typed) - on_seam == STORES_ON_DUCKDB_CLASS
+    assert set(typed) == on_seam

@@ -15,7 +15,7 @@ import numpy as np
 import pandas as pd
 
 from ..models import Task, TaskBatch, TaskStatus
-from .database import Database
+from .base import SQLDatabase
 from .graph import HAS_CAPABILITY, entity_id
 from .meta import FIGURE_CAP, outcome_figures
 from .task_rows import (
@@ -39,7 +39,7 @@ _ROW_COLUMNS = ("content", "outcome", "task_id", "task_type", "task_status", "co
 class EpisodicStore:
     """Episodic memory as the task queue uses it: task rows, their events and edges."""
 
-    def __init__(self, db: Database):
+    def __init__(self, db: SQLDatabase):
         self.db = db
 
     def _tasks(self, query: str, *, by_column: bool = False, **params: Any) -> list[Task]:

@@ -10,7 +10,7 @@ from typing import Any
 import pandas as pd
 
 from ..models import Task
-from .database import Database
+from .base import SQLDatabase
 
 #: Agent figures (counts and summed milliseconds) saturate here: BIGINT holds 2**63 - 1,
 #: and a figure that overflowed would make every later outcome of its agent fail.
@@ -60,7 +60,7 @@ def outcome_figures(attempts: list[tuple[str, Task]], *, success: bool) -> Outco
 class MetaStore:
     """Agent performance figures and the routing decision log."""
 
-    def __init__(self, db: Database):
+    def __init__(self, db: SQLDatabase):
         self.db = db
 
     def record_outcome(self, agent_id: str, now: datetime, *, completed: int = 0,

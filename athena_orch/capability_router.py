@@ -28,7 +28,7 @@ from . import validation as v
 from .agent_registry import AgentRegistry, RoutingSnapshot
 from .decision_log import DecisionLog
 from .exceptions import ValidationError
-from .models import PRIORITIES, RoutingDecision, Task
+from .models import PRIORITY_RANK, RoutingDecision, Task
 from .stores import MetaStore
 
 COMPONENTS = ("track_record", "headroom", "speed", "fit")
@@ -690,11 +690,10 @@ class CapabilityRouter:
         load_now = snapshot.load.copy()  # the batch's own picks counted in
         loads, caps = load_now.tolist(), table.capacity.tolist()
         groups: dict[tuple[str, ...], _Levels] = {}
-        rank = {p: k for k, p in enumerate(PRIORITIES)}
         keys: dict[int, tuple[str, ...]] = {}  # id of a checked list -> its sorted tuple
         chosen: list[int | None] = [None] * len(parsed)
         scores = [math.nan] * len(parsed)
-        for i in sorted(range(len(parsed)), key=lambda i: rank[parsed[i][2]]):
+        for i in sorted(range(len(parsed)), key=lambda i: PRIORITY_RANK[parsed[i][2]]):
             requirements = parsed[i][1]
             key = keys.get(id(requirements))
             if key is None:
@@ -733,12 +732,11 @@ class CapabilityRouter:
         draws: dict[str | None, np.ndarray] = {}
         pools: dict[tuple, _PosteriorPool] = {}
         holders: dict[int, set[_PosteriorPool]] = {}
-        rank = {p: k for k, p in enumerate(PRIORITIES)}
         chosen: list[int | None] = [None] * len(parsed)
         scores = np.full(len(parsed), math.nan)
         propensity = np.full(len(parsed), math.nan)
         taken = self._rng.integers(self.posterior_samples, size=len(parsed)).tolist()
-        for i in sorted(range(len(parsed)), key=lambda i: rank[parsed[i][2]]):
+        for i in sorted(range(len(parsed)), key=lambda i: PRIORITY_RANK[parsed[i][2]]):
             _, requirements, _, task_type = parsed[i]
             key = (tuple(sorted(requirements)), task_type)
             pool = pools.get(key)

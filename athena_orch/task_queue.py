@@ -662,7 +662,8 @@ class TaskQueue:
         return self.episodic.transitions_frame()
 
     def dependency_graph(self) -> nx.DiGraph:
-        """A copy of the task DAG: every task a node (with status, priority, task_type),
+        """A copy of the task DAG: every task a node (with status, priority, task_type,
+        name),
         edges from a dependency to the task that waits on it. Built from the database
         each time, so it is current and the caller may change it."""
         graph = nx.DiGraph()
@@ -674,8 +675,9 @@ class TaskQueue:
                 graph.add_nodes_from(
                     (tid, {"status": same.setdefault(status, status),
                            "priority": same.setdefault(priority, priority),
-                           "task_type": same.setdefault(task_type, task_type)})
-                    for tid, status, priority, task_type in nodes)
+                           "task_type": same.setdefault(task_type, task_type),
+                           "name": name})
+                    for tid, status, priority, task_type, name in nodes)
         return graph
 
     def _current_dag(self) -> _Downstream:

@@ -27,6 +27,8 @@ import networkx as nx
 import numpy as np
 import pandas as pd
 
+from .display import short_text
+
 if TYPE_CHECKING:
     from matplotlib.axes import Axes
 
@@ -104,8 +106,9 @@ def plot_dependency_dag(
 ) -> Axes:
     """The task DAG from ``queue.dependency_graph()``, one dot per task coloured by state,
     dependencies to the left of the tasks that wait on them. One scatter per state (with
-    its count in the legend) and one line collection for the edges. ``labels`` writes task
-    types next to the dots (default: only for 40 tasks or fewer).
+    its count in the legend) and one line collection for the edges. ``labels`` writes each
+    task's name (else the distinctive tail of its id) next to its dot (default: only for 40
+    tasks or fewer).
 
     Above ``max_tasks`` tasks single dots and edges are a hairball, so the same layers are
     drawn as :func:`plot_dag_layers` instead: tasks per dependency depth, stacked by state.
@@ -140,10 +143,10 @@ def plot_dependency_dag(
             zorder=2,
         )
     if labels or (labels is None and len(graph) <= 40):
-        types = nx.get_node_attributes(graph, "task_type")
+        names = nx.get_node_attributes(graph, "name")
         for node, (x, y) in pos.items():
             ax.annotate(
-                str(types.get(node, node)),
+                names.get(node) or short_text(node),
                 (x, y),
                 xytext=(4, 3),
                 textcoords="offset points",

@@ -287,3 +287,22 @@ def test_score_breakdown_notes_stay_inside_the_axes(orch):
     for note in notes:
         box = note.get_window_extent()
         assert inside.x0 <= box.x0 and box.x1 <= inside.x1, note.get_text()
+
+
+def test_dag_labels_name_tasks_by_their_name_else_their_short_id(database_url):
+    import matplotlib
+
+    import athena_orch
+    from athena_orch.viz import plot_dependency_dag
+
+    matplotlib.use("Agg")
+    orch = athena_orch.connect(database_url())
+    queue = orch.queue
+    ids = queue.create_tasks([
+        {"key": "fetch", "content": "fetch", "task_type": "io"},
+        {"content": "clean", "task_type": "etl", "dependencies": ["fetch"]}])
+    assert queue.dependency_graph().nodes[ids[0]]["name"] == "fetch"
+    ax = plot_dependency_dag(queue, labels=True)
+    texts = {t.get_text() for t in ax.texts}
+    assert texts == {"fetch", "…" + ids[1][-12:]}
+    orch.close()

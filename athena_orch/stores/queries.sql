@@ -440,7 +440,7 @@ SELECT depends_on, task_id FROM task_dependencies;
 
 -- name: task_nodes
 -- Every task as a node of the dependency graph, in queue order.
-SELECT task_id, task_status, priority, task_type FROM episodic_events
+SELECT task_id, task_status, priority, task_type, name FROM episodic_events
 WHERE task_id IS NOT NULL
 ORDER BY priority_rank, created_at, id;
 

@@ -663,9 +663,8 @@ class TaskQueue:
 
     def dependency_graph(self) -> nx.DiGraph:
         """A copy of the task DAG: every task a node (with status, priority, task_type,
-        name),
-        edges from a dependency to the task that waits on it. Built from the database
-        each time, so it is current and the caller may change it."""
+        name), edges from a dependency to the task that waits on it. Built from the
+        database each time, so it is current and the caller may change it."""
         graph = nx.DiGraph()
         same: dict[str, str] = {}  # one str object per distinct status, priority or type
         with paused_gc():

@@ -99,7 +99,7 @@ def test_bad_names_are_refused_and_nothing_is_written(orch, unchanged, name):
                                      {"content": "x", "task_type": "t", "name": name}])
         if not isinstance(name, list):
             frame = pd.DataFrame({"content": ["ok", "x"], "task_type": "t",
-                                  "name": ["fine", name]})
+                                  "name": ["fine", name]}, dtype=object)
             with pytest.raises(ValidationError, match="record 1: name"):
                 orch.queue.create_tasks(frame)
 

@@ -193,8 +193,10 @@ def _text_calls(orch, bad, existing, running):
         ("key", lambda: q.create_tasks([{**task, "key": bad}])),
         ("batch_id", lambda: q.create_tasks([{**task, "batch_id": bad}])),
         ("dependencies", lambda: q.create_tasks([{**task, "dependencies": [bad]}])),
-        ("task_type", lambda: q.create_tasks(pd.DataFrame([task, {**task, "task_type": bad}]))),
-        ("requirements", lambda: q.create_tasks(pd.DataFrame([{**task, "requirements": [bad]}]))),
+        ("task_type", lambda: q.create_tasks(pd.DataFrame([task, {**task, "task_type": bad}],
+                                                          dtype=object))),
+        ("requirements", lambda: q.create_tasks(pd.DataFrame([{**task, "requirements": [bad]}],
+                                                             dtype=object))),
         ("result", lambda: q.complete_task(running, bad)),
         ("result", lambda: q.complete_tasks({running: bad})),
         ("task_id", lambda: q.complete_tasks({bad: "r"})),
@@ -257,7 +259,7 @@ ID_CALLS = {  # (orch, the name to try, a pending task) -> the call
     "key": lambda orch, name, tid: orch.queue.create_tasks([{"content": "c", "task_type": "t",
                                                              "key": name}]),
     "batch_id": lambda orch, name, tid: orch.queue.create_tasks(pd.DataFrame(
-        [{"content": "c", "task_type": "t", "batch_id": name}])),
+        [{"content": "c", "task_type": "t", "batch_id": name}], dtype=object)),
     "agent_id of assign_task": lambda orch, name, tid: orch.queue.assign_task(tid, name),
 }
 
@@ -407,7 +409,7 @@ def _outcome(validate, data):
 def test_bulk_checks_answer_as_the_reference_on_the_new_rules(records, as_frame):
     """NUL, surrogates, long ids, UUID-like keys and NaN: ``batch_from`` (column checks)
     gives exactly the answer of each record checked alone (one_at_a_time)."""
-    data = pd.DataFrame(records) if as_frame else records
+    data = pd.DataFrame(records, dtype=object) if as_frame else records
     reference = _outcome(one_at_a_time, data)
     assert _outcome(tr.batch_from, data) == reference
 

@@ -319,7 +319,8 @@ def write_report(orch: Any, summary: dict[str, Any], path: str | Path) -> Path:
     tasks = orch.queue.to_frame()
     failed = tasks.loc[tasks["status"].isin(["failed", "cancelled"])].copy()
     failed["task_id"] = failed["task_id"].map(short_text)
-    failed["error"] = failed["error"].str.split("\n").str[0]  # the traceback is in the history
+    failed["error"] = failed["error"].map(  # its first line: the traceback is in the history
+        lambda error: error.split("\n", 1)[0], na_action="ignore")
     failed = failed[["name", "task_id", "status", "task_type", "retry_count", "error"]]
     recent = orch.router.decisions().tail(15)
     recent = pd.DataFrame({

@@ -20,6 +20,7 @@ from .graph import HAS_CAPABILITY, entity_id
 from .meta import FIGURE_CAP, outcome_figures
 from .task_rows import (
     DB_UTC,
+    arrow_frame,
     creation_rows,
     epoch_ms,
     json_lists,
@@ -311,8 +312,10 @@ class EpisodicStore:
 
     def tasks_frame(self, statuses: list[str] | None = None,
                     agent_id: str | None = None) -> pd.DataFrame:
-        """Task rows, in queue order; requirements and dependencies as lists."""
-        frame = self.db.fetch_frame("tasks_frame", statuses=statuses, agent_id=agent_id)
+        """Task rows, in queue order, built through Arrow (:func:`task_rows.arrow_frame`:
+        text and list columns Arrow-backed, no Python object per value)."""
+        frame = arrow_frame(self.db.fetch_arrow("tasks_frame", statuses=statuses,
+                                                agent_id=agent_id))
         created = pd.to_datetime(frame["created_at"], utc=True).array.asi8.copy()
         created[created == np.iinfo(np.int64).min] = np.iinfo(np.int64).max  # NULLs last
         order = np.lexsort((frame["id"].to_numpy(), created,
@@ -320,10 +323,7 @@ class EpisodicStore:
         frame = frame.drop(columns=["priority_rank", "id"])
         if (order[1:] < order[:-1]).any():  # not in queue order already
             frame = frame.take(order)
-        frame = frame.reset_index(drop=True)
-        for column in ("requirements", "dependencies"):
-            frame[column] = json_lists(frame[column].tolist())
-        return frame
+        return frame.reset_index(drop=True)
 
     def transitions_frame(self) -> pd.DataFrame:
         frame = self.db.fetch_frame("transitions_frame")

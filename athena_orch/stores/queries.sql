@@ -464,9 +464,16 @@ ORDER BY id;
 -- name: tasks_frame
 -- Task rows for analysis, with the columns of queue order (priority_rank, created_at, id)
 -- and unsorted: the caller sorts them (a sort of every column of a million rows takes
--- DuckDB ~1 s; numpy sorts the three keys in milliseconds).
-SELECT task_id, name, content, task_type, task_status AS status, priority, requirements,
-       dependencies, assigned_to, created_at, assigned_at, started_at, completed_at,
+-- DuckDB ~1 s; numpy sorts the three keys in milliseconds). The JSON lists come as lists
+-- of strings: split where json.dumps wrote them plainly (no backslash), parsed otherwise.
+SELECT task_id, name, content, task_type, task_status AS status, priority,
+       CASE WHEN requirements IS NULL OR requirements = '[]' THEN []::VARCHAR[]
+            WHEN contains(requirements, '\') THEN from_json(requirements, '["VARCHAR"]')
+            ELSE string_split(requirements[3:-3], '", "') END AS requirements,
+       CASE WHEN dependencies IS NULL OR dependencies = '[]' THEN []::VARCHAR[]
+            WHEN contains(dependencies, '\') THEN from_json(dependencies, '["VARCHAR"]')
+            ELSE string_split(dependencies[3:-3], '", "') END AS dependencies,
+       assigned_to, created_at, assigned_at, started_at, completed_at,
        retry_count, max_retries, retry_until, lease_until, execution_duration_ms,
        estimated_duration_ms, error_message AS error, blocked_by, waiting_on, task_batch_id,
        priority_rank, id

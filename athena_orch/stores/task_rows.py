@@ -22,6 +22,7 @@ from zoneinfo import ZoneInfo
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
 
 from ..bulk import paused_gc
 from ..models import PRIORITY_RANK, Task, TaskBatch, TaskStatus
@@ -263,3 +264,17 @@ def row_to_task(row: dict[str, Any]) -> Task:
 
 
 _EPOCH_DB = datetime(1970, 1, 1, tzinfo=DB_UTC)
+
+
+def _arrow_backed(kind: pa.DataType) -> pd.ArrowDtype | None:
+    """Text and lists of text stay in Arrow; numbers and times become numpy columns."""
+    if pa.types.is_string(kind) or pa.types.is_large_string(kind) or pa.types.is_list(kind):
+        return pd.ArrowDtype(kind)
+    return None
+
+
+def arrow_frame(table: pa.Table) -> pd.DataFrame:
+    """A frame of task rows from Arrow: text columns ``string[pyarrow]``, requirements and
+    dependencies ``list<string>[pyarrow]`` (a value reads as a Python ``list``), times
+    ``datetime64[us, UTC]``, counts int32 (float64 where a column has NULLs)."""
+    return table.to_pandas(types_mapper=_arrow_backed)

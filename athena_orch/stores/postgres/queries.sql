@@ -251,8 +251,12 @@ SELECT id AS event_id, timestamp AS at, content FROM (
 ORDER BY id;
 
 -- name: tasks_frame
-SELECT task_id, name, content, task_type, task_status AS status, priority, requirements,
-       dependencies, assigned_to, created_at, assigned_at, started_at, completed_at,
+SELECT task_id, name, content, task_type, task_status AS status, priority,
+       ARRAY(SELECT json_array_elements_text(coalesce(requirements, '[]')::json))
+           AS requirements,
+       ARRAY(SELECT json_array_elements_text(coalesce(dependencies, '[]')::json))
+           AS dependencies,
+       assigned_to, created_at, assigned_at, started_at, completed_at,
        retry_count, max_retries, retry_until, lease_until, execution_duration_ms,
        estimated_duration_ms, error_message AS error, blocked_by, waiting_on, task_batch_id,
        priority_rank, id

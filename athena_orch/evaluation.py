@@ -190,20 +190,26 @@ def uniform_policy() -> Policy:
 
 
 def greedy_policy(table: RewardTable) -> Policy:
-    """Always the candidate with the highest value in ``table`` for the row's task type
-    (ties to the first in candidate order; candidates without a value rank last). ``table``
-    is a DataFrame indexed by agent_id with one column per task type, or a dict
-    {(agent_id, task_type): value}."""
+    """The candidate with the highest value in ``table`` for the row's task type; tied
+    candidates share the probability equally (candidates without a value are never
+    chosen). ``table`` is a DataFrame indexed by agent_id with one column per task type, or
+    a dict {(agent_id, task_type): value}.
+
+    Ties are shared, not broken by candidate order: the log lists candidates best first by
+    the logging policy's own score (under "thompson", its random draw), so an order-based
+    choice would follow the logged action and bias every estimate."""
     values = _table("greedy_policy table", table)
 
     def greedy(row: Mapping[str, Any]) -> dict[str, float]:
-        known = [(values[(a, row["task_type"])], -i, a) for i, a in enumerate(row["candidates"])
-                 if (a, row["task_type"]) in values]
+        known = {a: values[(a, row["task_type"])] for a in row["candidates"]
+                 if (a, row["task_type"]) in values}
         if not known:
             raise EvaluationError(
                 f"greedy_policy has no value for any candidate of decision "
                 f"{shown(row.get('decision_id'))} (task type {shown(row['task_type'])})")
-        return {max(known)[2]: 1.0}
+        best = max(known.values())
+        tied = [a for a, value in known.items() if value == best]
+        return {a: 1.0 / len(tied) for a in tied}
     return greedy
 
 

@@ -90,11 +90,14 @@ def test_greedy_target_with_a_given_reward_model_by_hand():
     assert table.loc["ips", "matched"] == 2
 
 
-def test_greedy_policy_takes_a_dataframe_and_breaks_ties_in_candidate_order():
+def test_greedy_policy_takes_a_dataframe_and_shares_ties_whatever_the_order():
+    """The log's candidate order follows the logging policy's draw, so a tie broken by it
+    would follow the logged action: tied candidates share the probability."""
     frame = pd.DataFrame({"code": [0.5, 0.5, 0.1]}, index=["b", "a", "c"])
     greedy = analysis.greedy_policy(frame)
-    assert greedy({"candidates": ["a", "b", "c"], "task_type": "code"}) == {"a": 1.0}
-    assert greedy({"candidates": ["b", "a"], "task_type": "code"}) == {"b": 1.0}
+    assert greedy({"candidates": ["a", "b", "c"], "task_type": "code"}) == {"a": 0.5, "b": 0.5}
+    assert greedy({"candidates": ["b", "a"], "task_type": "code"}) == {"b": 0.5, "a": 0.5}
+    assert greedy({"candidates": ["b", "c"], "task_type": "code"}) == {"b": 1.0}
     assert greedy({"candidates": ["c", "z"], "task_type": "code"}) == {"c": 1.0}
     with pytest.raises(EvaluationError, match="no value for any candidate"):
         greedy({"decision_id": 9, "candidates": ["z"], "task_type": "code"})

@@ -107,6 +107,9 @@ def join_outcomes(decisions: pd.DataFrame, history: pd.DataFrame,
     _columns(history, moves, "history", "queue.history_frame()")
     _columns(tasks, ["task_id", "task_type", "execution_duration_ms"], "tasks",
              "queue.to_frame()")
+    texts = moves[2:]  # Arrow-backed text from the queue: plain objects, None for missing
+    history = history.astype({c: object for c in texts})
+    history[texts] = history[texts].where(history[texts].notna(), None)
     out = decisions.reset_index(drop=True)
     for column, empty in PROPENSITY_COLUMNS.items():
         if column not in out.columns:

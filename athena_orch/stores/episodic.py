@@ -326,6 +326,5 @@ class EpisodicStore:
         return frame.reset_index(drop=True)
 
     def transitions_frame(self) -> pd.DataFrame:
-        frame = self.db.fetch_frame("transitions_frame")
-        details = pd.json_normalize([json.loads(c) for c in frame.pop("content")])
-        return pd.concat([frame, details], axis=1)
+        """Every creation and transition, oldest first, through Arrow as ``tasks_frame``."""
+        return arrow_frame(self.db.fetch_arrow("transitions_frame"))

@@ -483,14 +483,18 @@ WHERE task_id IS NOT NULL
   AND ($agent_id IS NULL OR assigned_to = $agent_id);
 
 -- name: transitions_frame
--- Every task's creation and transitions, oldest first (queue state over time).
-SELECT id AS event_id, timestamp AS at, task_id, content FROM (
-    SELECT id, timestamp, task_id, json_object(
-        'from_status', NULL, 'to_status', context_phase, 'agent_id', NULL,
-        'detail', 'created')::VARCHAR AS content
+-- Every task's creation and transitions, oldest first (queue state over time), the
+-- transition's JSON content taken apart here (its four keys, as the codec writes them).
+SELECT id AS event_id, timestamp AS at, task_id, from_status, to_status, agent_id, detail
+FROM (
+    SELECT id, timestamp, task_id, CAST(NULL AS VARCHAR) AS from_status,
+           context_phase AS to_status, CAST(NULL AS VARCHAR) AS agent_id,
+           'created' AS detail
     FROM episodic_events WHERE task_id IS NOT NULL
     UNION ALL
-    SELECT id, timestamp, context_task, content FROM episodic_events
+    SELECT id, timestamp, context_task, content ->> 'from_status', content ->> 'to_status',
+           content ->> 'agent_id', content ->> 'detail'
+    FROM episodic_events
     WHERE event_type = 'task_transition')
 ORDER BY id;
 

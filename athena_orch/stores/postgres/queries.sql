@@ -266,13 +266,16 @@ WHERE task_id IS NOT NULL
   AND ($agent_id::text IS NULL OR assigned_to = $agent_id::text);
 
 -- name: transitions_frame
-SELECT id AS event_id, timestamp AS at, task_id, content FROM (
-    SELECT id, timestamp, task_id, json_build_object(
-        'from_status', NULL, 'to_status', context_phase, 'agent_id', NULL,
-        'detail', 'created')::text AS content
+SELECT id AS event_id, timestamp AS at, task_id, from_status, to_status, agent_id, detail
+FROM (
+    SELECT id, timestamp, task_id, NULL::text AS from_status, context_phase AS to_status,
+           NULL::text AS agent_id, 'created'::text AS detail
     FROM episodic_events WHERE task_id IS NOT NULL
     UNION ALL
-    SELECT id, timestamp, context_task, content FROM episodic_events
+    SELECT id, timestamp, context_task, content::json ->> 'from_status',
+           content::json ->> 'to_status', content::json ->> 'agent_id',
+           content::json ->> 'detail'
+    FROM episodic_events
     WHERE event_type = 'task_transition') AS h
 ORDER BY id;
 

@@ -513,7 +513,10 @@ def check_success(s: Session, name: str, args: dict[str, Any], result: Any) -> N
         assert sorted(health["capabilities"]) == sorted(set(args["capabilities"]))
         assert health["max_concurrent_tasks"] == args.get("max_concurrent", 5)
         meta = answer["agent"]["metadata"]
-        for key, value in (args.get("metadata") or {}).items():
+        given = args.get("metadata")
+        if isinstance(given, str):  # JSON text, which the SDK parses before validating
+            given = json.loads(given)
+        for key, value in (given or {}).items():
             if key not in ("max_concurrent_tasks", "active"):
                 assert meta[key] == value, (key, meta)
         if agent_id not in s.agents:
